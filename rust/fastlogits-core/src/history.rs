@@ -1,0 +1,197 @@
+//! Per-row state derived from the token history, updated incrementally.
+//!
+//! A pipeline keeps, for each row, a copy of the history it last saw. When the next call's history
+//! starts with that copy (the usual case: one token appended per step) only the new tokens are fed to
+//! the states; otherwise the states are rebuilt from scratch. Checking the copy is one `memcmp`-like
+//! pass over the ids, far cheaper than what it saves, and never wrong.
+
+use rustc_hash::FxHashMap;
+
+use crate::TokenId;
+
+/// Distinct tokens at positions `>= start` (repetition penalty).
+#[derive(Debug, Default, Clone)]
+pub struct DistinctTokens {
+    seen: Vec<u64>,
+    pub list: Vec<u32>,
+}
+
+impl DistinctTokens {
+    fn reset(&mut self, vocab: usize) {
+        self.seen.clear();
+        self.seen.resize(vocab.div_ceil(64), 0);
+        self.list.clear();
+    }
+
+    fn push(&mut self, t: u32) {
+        let (w, b) = ((t / 64) as usize, t % 64);
+        if self.seen[w] & (1 << b) == 0 {
+            self.seen[w] |= 1 << b;
+            self.list.push(t);
+        }
+    }
+}
+
+/// How many times each token occurs at positions `>= start` (presence / frequency penalties).
+#[derive(Debug, Default, Clone)]
+pub struct TokenCounts {
+    pub counts: FxHashMap<u32, u32>,
+}
+
+/// For each (n-1)-gram of the history, the distinct tokens that followed it (no-repeat n-gram).
+#[derive(Debug, Default, Clone)]
+pub struct NGramIndex {
+    followers: FxHashMap<Vec<u32>, Vec<u32>>,
+}
+
+impl NGramIndex {
+    fn add(&mut self, prefix: &[u32], next: u32) {
+        if let Some(v) = self.followers.get_mut(prefix) {
+            if !v.contains(&next) {
+                v.push(next);
+            }
+        } else {
+            self.followers.insert(prefix.to_vec(), vec![next]);
+        }
+    }
+
+    /// Tokens that would complete an n-gram already in `hist` (empty while `hist.len() < n`).
+    pub fn banned(&self, hist: &[u32], n: usize) -> &[u32] {
+        if hist.len() < n {
+            return &[];
+        }
+        self.followers.get(&hist[hist.len() + 1 - n..]).map_or(&[], |v| v.as_slice())
+    }
+}
+
+/// The history-derived state one processor keeps for one row.
+#[derive(Debug, Clone)]
+pub enum State {
+    Distinct { start: usize, set: DistinctTokens },
+    Counts { start: usize, counts: TokenCounts },
+    NGram { n: usize, index: NGramIndex },
+}
+
+impl State {
+    fn reset(&mut self, vocab: usize) {
+        match self {
+            State::Distinct { set, .. } => set.reset(vocab),
+            State::Counts { counts, .. } => counts.counts.clear(),
+            State::NGram { index, .. } => index.followers.clear(),
+        }
+    }
+
+    /// Feeds the tokens `hist[from..]` (the ones before were fed earlier).
+    fn extend(&mut self, hist: &[u32], from: usize) {
+        match self {
+            State::Distinct { start, set } => {
+                for &t in &hist[from.max(*start).min(hist.len())..] {
+                    set.push(t);
+                }
+            }
+            State::Counts { start, counts } => {
+                for &t in &hist[from.max(*start).min(hist.len())..] {
+                    *counts.counts.entry(t).or_insert(0) += 1;
+                }
+            }
+            State::NGram { n, index } => {
+                let n = *n;
+                // The n-gram ending at position p is complete once p exists.
+                for end in from.max(n - 1)..hist.len() {
+                    index.add(&hist[end + 1 - n..end], hist[end]);
+                }
+            }
+        }
+    }
+}
+
+/// What a pipeline remembers about one row between calls.
+#[derive(Debug, Clone, Default)]
+pub struct RowHistory {
+    pub ids: Vec<u32>,
+    vocab: usize,
+    pub states: Vec<Option<State>>,
+}
+
+impl RowHistory {
+    pub fn new(states: Vec<Option<State>>) -> Self {
+        RowHistory { ids: Vec::new(), vocab: 0, states }
+    }
+
+    /// Brings the stored history and states up to `ids` (already validated to lie in `[0, vocab)`).
+    /// Returns true if the states were rebuilt rather than extended.
+    pub fn sync<I: TokenId>(&mut self, ids: &[I], vocab: usize) -> bool {
+        let old = self.ids.len();
+        let extends = vocab == self.vocab
+            && ids.len() >= old
+            && ids[..old].iter().zip(&self.ids).all(|(&a, &b)| a.to_i64() == b as i64);
+        if extends {
+            if ids.len() == old {
+                return false;
+            }
+            self.ids.extend(ids[old..].iter().map(|&t| t.to_i64() as u32));
+            for s in self.states.iter_mut().flatten() {
+                s.extend(&self.ids, old);
+            }
+            false
+        } else {
+            self.vocab = vocab;
+            self.ids.clear();
+            self.ids.extend(ids.iter().map(|&t| t.to_i64() as u32));
+            for s in self.states.iter_mut().flatten() {
+                s.reset(vocab);
+                s.extend(&self.ids, 0);
+            }
+            true
+        }
+    }
+
+    /// Replaces this row's memory by a copy of another row's (beam reordering).
+    pub fn copy_from(&mut self, other: &RowHistory) {
+        self.clone_from(other);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn brute_ngram(hist: &[u32], n: usize) -> Vec<u32> {
+        let l = hist.len();
+        if l < n {
+            return vec![];
+        }
+        let suffix = &hist[l + 1 - n..];
+        let mut out: Vec<u32> =
+            (0..=l - n).filter(|&p| &hist[p..p + n - 1] == suffix).map(|p| hist[p + n - 1]).collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    #[test]
+    fn ngram_incremental_equals_rebuild_and_brute_force() {
+        for n in 1..5 {
+            let toks: Vec<i64> = (0..200).map(|i| (i * 7 % 5 + i % 3) as i64).collect();
+            let mut inc = RowHistory::new(vec![Some(State::NGram { n, index: NGramIndex::default() })]);
+            for l in 0..toks.len() {
+                let rebuilt = inc.sync(&toks[..l], 10);
+                assert_eq!(rebuilt, l == 0, "l={l}");
+                let Some(State::NGram { index, .. }) = &inc.states[0] else { unreachable!() };
+                let mut got = index.banned(&inc.ids, n).to_vec();
+                got.sort();
+                assert_eq!(got, brute_ngram(&inc.ids, n), "n={n} l={l}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_different_history_rebuilds() {
+        let mut h = RowHistory::new(vec![Some(State::Distinct { start: 1, set: DistinctTokens::default() })]);
+        assert!(h.sync(&[1i64, 2, 3], 8));
+        assert!(!h.sync(&[1i64, 2, 3, 2], 8));
+        assert!(h.sync(&[5i64, 2, 3, 2, 4], 8));
+        let Some(State::Distinct { set, .. }) = &h.states[0] else { unreachable!() };
+        assert_eq!(set.list, vec![2, 3, 4]);
+    }
+}

@@ -1,0 +1,82 @@
+//! The one thread pool, sized to the machine, shared by every batched call. Rows are the unit of
+//! parallelism; results never depend on the number of threads.
+
+use std::sync::{Arc, OnceLock, RwLock};
+
+use rayon::prelude::*;
+use rayon::{ThreadPool, ThreadPoolBuilder};
+
+use crate::error::{Error, Result};
+
+/// Below this many elements (rows x vocabulary) a call runs on the calling thread: waking the pool
+/// costs more than it saves.
+const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
+
+static POOL: OnceLock<RwLock<Arc<ThreadPool>>> = OnceLock::new();
+
+fn default_threads() -> usize {
+    std::env::var("FASTLOGITS_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+fn build(n: usize) -> Result<Arc<ThreadPool>> {
+    ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(|i| format!("fastlogits-{i}"))
+        .build()
+        .map(Arc::new)
+        .map_err(|e| Error::param(format!("could not start {n} threads: {e}")))
+}
+
+fn cell() -> &'static RwLock<Arc<ThreadPool>> {
+    POOL.get_or_init(|| RwLock::new(build(default_threads()).expect("starting the fastlogits thread pool")))
+}
+
+/// The current pool.
+pub fn pool() -> Arc<ThreadPool> {
+    cell().read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Number of threads used by batched calls.
+pub fn num_threads() -> usize {
+    pool().current_num_threads()
+}
+
+/// Replaces the pool by one with `n` threads (`0`: the default, `FASTLOGITS_NUM_THREADS` or the number
+/// of CPUs). Calls already running finish on the old pool.
+pub fn set_num_threads(n: usize) -> Result<()> {
+    let n = if n == 0 { default_threads() } else { n };
+    if n > 4096 {
+        return Err(Error::param(format!("`num_threads` must be in [0, 4096], but is {n}")));
+    }
+    let p = build(n)?;
+    *cell().write().unwrap_or_else(|e| e.into_inner()) = p;
+    Ok(())
+}
+
+fn parallel(items: usize, elements: usize) -> bool {
+    items > 1 && elements >= PARALLEL_MIN_ELEMENTS
+}
+
+/// Calls `f(i, item)` for every item; in parallel on the pool when the work (`elements` in all) is
+/// large enough.
+pub fn for_each_mut<T: Send>(items: &mut [T], elements: usize, f: impl Fn(usize, &mut T) + Sync + Send) {
+    if parallel(items.len(), elements) {
+        pool().install(|| items.par_iter_mut().enumerate().for_each(|(i, t)| f(i, t)));
+    } else {
+        items.iter_mut().enumerate().for_each(|(i, t)| f(i, t));
+    }
+}
+
+/// Checks `f(i)` for `i in 0..n`, in parallel when large enough, and returns the error of the lowest `i`.
+pub fn check_all(n: usize, elements: usize, f: impl Fn(usize) -> Result<()> + Sync + Send) -> Result<()> {
+    if parallel(n, elements) {
+        let errs: Vec<Result<()>> = pool().install(|| (0..n).into_par_iter().map(&f).collect());
+        errs.into_iter().collect()
+    } else {
+        (0..n).try_for_each(f)
+    }
+}

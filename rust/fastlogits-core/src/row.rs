@@ -1,0 +1,419 @@
+//! One row of scores moving through a chain of processors.
+//!
+//! A [`Row`] defers work that a later stage may make unnecessary:
+//! * a temperature is kept *pending* (`logical = buf[i] / t`) until something needs the values;
+//!   selection stages compare raw values (division by `t > 0` is monotone) and divide only what they keep;
+//! * after a selective stage (top-k, top-p, ...) with a small kept set, the row becomes *sparse*: the kept
+//!   `(index, value)` pairs live in scratch memory, everything else is logically `-inf`, and later warpers
+//!   work on the kept pairs only. The buffer is written once, by [`Row::finish`].
+//!
+//! Stages that use a custom `filter_value` (not `-inf`) first materialize the row, then work densely,
+//! because a finite filter value takes part in later softmaxes.
+//!
+//! Decision rules follow transformers 5.23 (`generation/logits_process.py`); where transformers compares a
+//! float32 tensor with a Python float, the float is rounded to f32 here too. Probability masses are
+//! accumulated in f64; they can differ from torch's float32 softmax in the last bits, so a token whose
+//! cumulative mass lies within ~1e-7 of a threshold may be decided differently (see the tests' margins).
+
+use std::cell::RefCell;
+
+use crate::kernels::{count_at_least, div_inplace, exp_into, exp_into_xe, mask_below, row_max, ExpStats};
+use crate::select::{
+    boundary_by_mass, bucket_of, collect_at_least, kth_largest, lowered, top_candidates, Cand, Histogram,
+    MassItem,
+};
+
+const NEG_INF: f32 = f32::NEG_INFINITY;
+
+/// Candidates examined by top-p's fast path before it falls back to the mass histogram.
+const TOP_P_FAST: usize = 512;
+
+/// Memory reused by one thread from row to row.
+#[derive(Default)]
+pub struct Scratch {
+    /// Live `(index, logical value)` pairs of a sparse row.
+    pub kept: Vec<Cand>,
+    /// Secondary candidate buffer.
+    pub cands: Vec<Cand>,
+    /// `exp(l - max)` for every token of the row.
+    pub e: Vec<f32>,
+    pub items: Vec<MassItem>,
+    pub hist: Histogram,
+    /// `(token, bias)` contributions of sequence biases, in application order.
+    pub contrib: Vec<(u32, f32)>,
+    /// Block sums of the sampler's inverse-CDF walk.
+    pub sums: Vec<f64>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Runs `f` with this thread's scratch memory.
+pub fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with(|s| f(&mut s.borrow_mut()))
+}
+
+/// Softmax statistics of a list of (logical) values, in f64: `(max, e_i, sum, sum e*l)`.
+fn sparse_stats(kept: &[Cand], items: &mut Vec<MassItem>) -> (f32, ExpStats) {
+    let vmax = kept.iter().fold(NEG_INF, |m, c| if c.1 > m { c.1 } else { m });
+    items.clear();
+    let mut sum = 0.0f64;
+    let mut sum_xe = 0.0f64;
+    for c in kept {
+        let l = (c.1 - vmax) as f64;
+        let e = l.exp();
+        sum += e;
+        sum_xe += e * l;
+        items.push(MassItem { key: 0.0, e: e as f32 });
+    }
+    (vmax, ExpStats { sum, sum_xe })
+}
+
+pub struct Row<'a> {
+    buf: &'a mut [f32],
+    /// Temperature not yet applied to `buf` (dense rows only).
+    pending_t: Option<f32>,
+    /// The live tokens are exactly `s.kept`; `buf` is stale until [`Row::finish`].
+    sparse: bool,
+    s: &'a mut Scratch,
+}
+
+impl<'a> Row<'a> {
+    pub fn new(buf: &'a mut [f32], s: &'a mut Scratch) -> Self {
+        Row { buf, pending_t: None, sparse: false, s }
+    }
+
+    fn vocab(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Largest kept set stored sparsely; beyond it, masking the dense row in place is cheaper.
+    fn sparse_cap(&self) -> usize {
+        (self.buf.len() / 8).max(64)
+    }
+
+    fn t(&self) -> f32 {
+        self.pending_t.unwrap_or(1.0)
+    }
+
+    /// Writes the logical values to the buffer; the row is dense with nothing pending afterwards.
+    pub fn finish(&mut self) {
+        if self.sparse {
+            self.buf.fill(NEG_INF);
+            for &(i, v) in &self.s.kept {
+                self.buf[i as usize] = v;
+            }
+            self.sparse = false;
+        } else if let Some(t) = self.pending_t {
+            div_inplace(self.buf, t);
+        }
+        self.pending_t = None;
+    }
+
+    /// The logical values, for point updates (penalties, bans, biases).
+    pub fn values(&mut self) -> &mut [f32] {
+        self.finish();
+        self.buf
+    }
+
+    /// Scratch memory, for processors that need some while they hold `values()`.
+    pub fn values_and_scratch(&mut self) -> (&mut [f32], &mut Scratch) {
+        self.finish();
+        (self.buf, self.s)
+    }
+
+    /// `scores / t`, exactly as torch divides a float32 tensor by a Python float rounded to f32.
+    pub fn temperature(&mut self, t: f32) {
+        if self.sparse {
+            for c in &mut self.s.kept {
+                c.1 /= t;
+            }
+        } else {
+            if self.pending_t.is_some() {
+                self.finish();
+            }
+            self.pending_t = Some(t);
+        }
+    }
+
+    /// Keeps the dense tokens whose raw value is `>= thr_raw` (ties kept); the others get `filter`.
+    /// With `filter == -inf` and a small kept set the row becomes sparse.
+    fn keep_at_least_raw(&mut self, thr_raw: f32, filter: f32) {
+        debug_assert!(!self.sparse);
+        if filter == NEG_INF {
+            let cap = self.sparse_cap();
+            if collect_at_least(self.buf, thr_raw, cap, &mut self.s.kept) {
+                if let Some(t) = self.pending_t.take() {
+                    for c in &mut self.s.kept {
+                        c.1 /= t;
+                    }
+                }
+                self.sparse = true;
+            } else {
+                mask_below(self.buf, thr_raw, NEG_INF);
+            }
+        } else {
+            debug_assert!(self.pending_t.is_none());
+            mask_below(self.buf, thr_raw, filter);
+        }
+    }
+
+    /// transformers `TopKLogitsWarper`; `k` is already `max(top_k, min_tokens_to_keep)`.
+    /// Keeps every token tied with the k-th value (`scores < kth` are removed).
+    pub fn top_k(&mut self, k: usize, filter: f32) {
+        if k >= self.vocab() {
+            return;
+        }
+        if filter != NEG_INF {
+            self.finish();
+        }
+        if self.sparse {
+            let kept = &mut self.s.kept;
+            if kept.len() > k {
+                let kth = kth_largest(kept, k);
+                kept.retain(|c| c.1 >= kth);
+            }
+            return;
+        }
+        let t = self.pending_t;
+        let kth_raw = top_candidates(self.buf, k, t.is_some(), &mut self.s.kept);
+        if kth_raw == NEG_INF {
+            // Fewer than k finite values: transformers' threshold is -inf and nothing is removed.
+            return;
+        }
+        let kth = match t {
+            None => kth_raw,
+            Some(t) => {
+                // The k-th largest of x / t is (k-th largest of x) / t; compare after dividing, as torch does.
+                let kth = kth_raw / t;
+                if lowered(kth_raw).next_down() / t < kth {
+                    self.s.kept.retain_mut(|c| {
+                        c.1 /= t;
+                        c.1 >= kth
+                    });
+                } else {
+                    collect_scaled_at_least(self.buf, t, kth, &mut self.s.kept);
+                }
+                kth
+            }
+        };
+        if filter == NEG_INF && self.s.kept.len() <= self.sparse_cap() {
+            self.pending_t = None;
+            self.sparse = true;
+        } else {
+            self.finish();
+            mask_below(self.buf, kth, filter);
+        }
+    }
+
+    /// transformers `TopPLogitsWarper`: a token is kept iff the mass ranked strictly above it is
+    /// `< top_p` (with `1 - top_p` rounded to f32 as torch compares it), and the `min_keep` most likely
+    /// tokens always are. Ties with the crossing token are kept.
+    pub fn top_p(&mut self, p: f64, filter: f32, min_keep: usize) {
+        let frac = 1.0 - ((1.0 - p) as f32) as f64;
+        if filter != NEG_INF {
+            self.finish();
+        }
+        if self.sparse {
+            let (_, st) = sparse_stats(&self.s.kept, &mut self.s.items);
+            for (it, c) in self.s.items.iter_mut().zip(&self.s.kept) {
+                it.key = -c.1;
+            }
+            if let Some(kb) = boundary_by_mass(&mut self.s.items, 0.0, 0, frac * st.sum, min_keep) {
+                self.s.kept.retain(|c| -c.1 <= kb);
+            }
+            return;
+        }
+        let max = row_max(self.buf);
+        if max == NEG_INF {
+            return;
+        }
+        let v = self.vocab();
+        let inv_t = 1.0 / self.t();
+        self.s.e.resize(v, 0.0);
+        let target = frac * exp_into(self.buf, max, inv_t, &mut self.s.e);
+        let s = &mut *self.s;
+        // Fast path: the crossing usually lies among the few hundred most likely tokens.
+        let m = TOP_P_FAST.max(min_keep).min(v);
+        let kth = top_candidates(self.buf, m, false, &mut s.cands);
+        let cand_mass: f64 = s.cands.iter().map(|c| s.e[c.0 as usize] as f64).sum();
+        let boundary = if kth == NEG_INF || cand_mass >= target {
+            s.items.clear();
+            s.items.extend(s.cands.iter().map(|c| MassItem { key: -c.1, e: s.e[c.0 as usize] }));
+            boundary_by_mass(&mut s.items, 0.0, 0, target, min_keep)
+                .or_else(|| if kth == NEG_INF { None } else { s.items.last().map(|it| it.key) })
+        } else {
+            // Mass histogram over "nats below the maximum"; only the crossing bucket is sorted.
+            s.hist.reset();
+            for (&x, &e) in self.buf.iter().zip(&s.e) {
+                if x > NEG_INF {
+                    s.hist.add(bucket_of((max - x) * inv_t), e);
+                }
+            }
+            s.hist.crossing(target, min_keep).and_then(|cr| {
+                s.items.clear();
+                for (&x, &e) in self.buf.iter().zip(&s.e) {
+                    if x > NEG_INF && bucket_of((max - x) * inv_t) == cr.bucket {
+                        s.items.push(MassItem { key: -x, e });
+                    }
+                }
+                boundary_by_mass(&mut s.items, cr.mass_before, cr.count_before, target, min_keep)
+                    .or_else(|| s.items.last().map(|it| it.key))
+            })
+        };
+        // No boundary: every finite token is kept (and -inf ones still get the filter value).
+        let thr = boundary.map_or(-f32::MAX, |kb| -kb);
+        self.keep_at_least_raw(thr, filter);
+    }
+
+    /// transformers `MinPLogitsWarper`: removes `prob < min_p * max_prob`, i.e. logits more than
+    /// `-ln(min_p)` below the maximum, then re-keeps the `min_keep` most likely tokens.
+    pub fn min_p(&mut self, min_p: f64, filter: f32, min_keep: usize) {
+        let ln = ((min_p as f32) as f64).ln();
+        if filter != NEG_INF {
+            self.finish();
+        }
+        if self.sparse {
+            let kept = &mut self.s.kept;
+            let vmax = kept.iter().fold(NEG_INF, |m, c| m.max(c.1));
+            let mut thr = (vmax as f64 + ln) as f32;
+            if min_keep > 1 && kept.iter().filter(|c| c.1 >= thr).count() < min_keep {
+                let k = min_keep.min(kept.len());
+                thr = thr.min(kth_largest(kept, k));
+            }
+            kept.retain(|c| c.1 >= thr);
+            return;
+        }
+        let max = row_max(self.buf);
+        if max == NEG_INF {
+            return;
+        }
+        let mut thr = (max as f64 + ln * self.t() as f64) as f32;
+        if min_keep > 1 && count_at_least(self.buf, thr) < min_keep {
+            let kth = top_candidates(self.buf, min_keep, false, &mut self.s.cands);
+            thr = thr.min(kth);
+        }
+        self.keep_at_least_raw(thr, filter);
+    }
+
+    /// transformers `EpsilonLogitsWarper` (`floor = epsilon`) and `EtaLogitsWarper`
+    /// (`floor = min(eps, sqrt(eps) * exp(-entropy))`): removes `prob < floor` unless the token is among
+    /// the `min_keep` most likely.
+    pub fn prob_floor(&mut self, floor: impl Fn(&ExpStats) -> f64, filter: f32, min_keep: usize) {
+        if filter != NEG_INF {
+            self.finish();
+        }
+        if self.sparse {
+            let (vmax, st) = sparse_stats(&self.s.kept, &mut self.s.items);
+            let ln_floor = (floor(&st) as f32 as f64).ln() + st.sum.ln();
+            let mut thr = (vmax as f64 + ln_floor) as f32;
+            let kept = &mut self.s.kept;
+            let k = min_keep.min(kept.len());
+            if k > 0 {
+                thr = thr.min(kth_largest(kept, k));
+            }
+            kept.retain(|c| c.1 >= thr);
+            return;
+        }
+        let max = row_max(self.buf);
+        if max == NEG_INF {
+            return;
+        }
+        let v = self.vocab();
+        let t = self.t();
+        self.s.e.resize(v, 0.0);
+        let st = exp_into_xe(self.buf, max, 1.0 / t, &mut self.s.e);
+        let ln_floor = (floor(&st) as f32 as f64).ln() + st.sum.ln();
+        let mut thr = (max as f64 + ln_floor * t as f64) as f32;
+        let kth = if min_keep <= 1 {
+            max
+        } else {
+            top_candidates(self.buf, min_keep.min(v), false, &mut self.s.cands)
+        };
+        thr = thr.min(kth);
+        self.keep_at_least_raw(thr, filter);
+    }
+
+    /// transformers `TypicalLogitsWarper`. With `l = log p`, the key `|-l - H|` equals `|x - mu|` where
+    /// `x` is the logit (minus its max) and `mu = E[x]`: tokens are taken by increasing key until the mass
+    /// reaches `mass` (the crossing token and its ties included), the first `min_keep` always.
+    pub fn typical(&mut self, mass: f64, filter: f32, min_keep: usize) {
+        let mass = (mass as f32) as f64;
+        if filter != NEG_INF {
+            self.finish();
+        }
+        if self.sparse {
+            let (vmax, st) = sparse_stats(&self.s.kept, &mut self.s.items);
+            let mu = st.sum_xe / st.sum;
+            let key = |v: f32| ((v - vmax) as f64 - mu).abs() as f32;
+            for (it, c) in self.s.items.iter_mut().zip(&self.s.kept) {
+                it.key = key(c.1);
+            }
+            if let Some(kb) = boundary_by_mass(&mut self.s.items, 0.0, 0, mass * st.sum, min_keep) {
+                self.s.kept.retain(|c| key(c.1) <= kb);
+            }
+            return;
+        }
+        let max = row_max(self.buf);
+        if max == NEG_INF {
+            return;
+        }
+        let v = self.vocab();
+        let inv_t = 1.0 / self.t();
+        self.s.e.resize(v, 0.0);
+        let st = exp_into_xe(self.buf, max, inv_t, &mut self.s.e);
+        let mu = (st.sum_xe / st.sum) as f32;
+        let target = mass * st.sum;
+        let s = &mut *self.s;
+        s.hist.reset();
+        for (&x, &e) in self.buf.iter().zip(&s.e) {
+            if x > NEG_INF {
+                s.hist.add(bucket_of(typical_key(x, max, inv_t, mu)), e);
+            }
+        }
+        let Some(cr) = s.hist.crossing(target, min_keep) else {
+            return; // transformers clamps the boundary to the last token: nothing is removed
+        };
+        s.items.clear();
+        for (&x, &e) in self.buf.iter().zip(&s.e) {
+            if x > NEG_INF {
+                let key = typical_key(x, max, inv_t, mu);
+                if bucket_of(key) == cr.bucket {
+                    s.items.push(MassItem { key, e });
+                }
+            }
+        }
+        let kb = boundary_by_mass(&mut s.items, cr.mass_before, cr.count_before, target, min_keep)
+            .or_else(|| s.items.last().map(|it| it.key))
+            .unwrap_or(f32::INFINITY);
+        mask_typical(self.buf, max, inv_t, mu, kb, filter);
+    }
+}
+
+#[inline(always)]
+fn typical_key(x: f32, max: f32, inv_t: f32, mu: f32) -> f32 {
+    ((x - max) * inv_t - mu).abs()
+}
+
+crate::kernels::dispatch_fn! {
+    /// Sets every element whose typical key exceeds `kb` to `fill` (`-inf` elements included).
+    fn mask_typical(row: &mut [f32], max: f32, inv_t: f32, mu: f32, kb: f32, fill: f32) {
+        for x in row.iter_mut() {
+            let k = typical_key(*x, max, inv_t, mu);
+            // -inf gives k = inf (or NaN for an all -inf row, excluded by the caller).
+            *x = if k <= kb { *x } else { fill };
+        }
+    }
+}
+
+/// Exact (slow) path: every finite `x` with `x / t >= kth`, values divided.
+fn collect_scaled_at_least(row: &[f32], t: f32, kth: f32, out: &mut Vec<Cand>) {
+    out.clear();
+    for (i, &x) in row.iter().enumerate() {
+        let v = x / t;
+        if x > NEG_INF && v >= kth {
+            out.push((i as u32, v));
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! Drawing tokens: seeded multinomial sampling, greedy choice, log-softmax and top-n log-probabilities.
+//!
+//! Randomness comes from Philox4x32-10, a counter-based generator: the draw for row `r` at step `s`
+//! is a pure function of `(seed, r, s)`, so results are identical whatever the number of threads or
+//! the order rows are processed in.
+
+use crate::error::{Error, Result};
+use crate::kernels::{exp_into, row_max, scan_row, LANES};
+use crate::row::{with_scratch, Scratch};
+use crate::select::{collect_at_least, top_candidates, Cand};
+use crate::{batch_of, check_scores, pool};
+
+/// Philox4x32 with 10 rounds (Salmon et al., SC'11), as in Random123, numpy and JAX.
+pub fn philox4x32(ctr: [u32; 4], key: [u32; 2]) -> [u32; 4] {
+    const M0: u64 = 0xD251_1F53;
+    const M1: u64 = 0xCD9E_8D57;
+    const W0: u32 = 0x9E37_79B9;
+    const W1: u32 = 0xBB67_AE85;
+    let (mut c, mut k) = (ctr, key);
+    for _ in 0..10 {
+        let p0 = M0 * c[0] as u64;
+        let p1 = M1 * c[2] as u64;
+        c = [(p1 >> 32) as u32 ^ c[1] ^ k[0], p1 as u32, (p0 >> 32) as u32 ^ c[3] ^ k[1], p0 as u32];
+        k = [k[0].wrapping_add(W0), k[1].wrapping_add(W1)];
+    }
+    c
+}
+
+/// Two independent uniforms in `[0, 1)` with 53 random bits each, for `(seed, stream, step, index)`.
+pub fn uniforms(seed: u64, stream: u64, step: u64, index: u32) -> [f64; 2] {
+    let stream = stream as u32; // rows / beams: far below 2^32
+    let o = philox4x32([index, step as u32, (step >> 32) as u32, stream], [seed as u32, (seed >> 32) as u32]);
+    let to = |hi: u32, lo: u32| ((((hi as u64) << 32) | lo as u64) >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+    [to(o[0], o[1]), to(o[2], o[3])]
+}
+
+/// The uniform that decides row `row`'s token at `step`.
+pub fn uniform(seed: u64, row: u64, step: u64) -> f64 {
+    uniforms(seed, row, step, 0)[0]
+}
+
+/// Block size of the two-level inverse-CDF walk over a dense row.
+const BLOCK: usize = 256;
+
+crate::kernels::dispatch_fn! {
+    /// Sums of consecutive blocks of `e`, in f64 (lane-parallel within a block).
+    fn block_sums(e: &[f32], out: &mut Vec<f64>) {
+        out.clear();
+        for b in e.chunks(BLOCK) {
+            let mut s = [0.0f32; LANES];
+            let c = b.chunks_exact(LANES);
+            let tail = c.remainder();
+            for ch in c {
+                for j in 0..LANES {
+                    s[j] += ch[j];
+                }
+            }
+            let mut t = 0.0f64;
+            for v in s {
+                t += v as f64;
+            }
+            for &v in tail {
+                t += v as f64;
+            }
+            out.push(t);
+        }
+    }
+}
+
+/// Index drawn from `softmax(row)` with the uniform `u`. The row has a finite maximum `max`.
+pub fn draw_row(row: &[f32], max: f32, u: f64, s: &mut Scratch) -> usize {
+    // Sparse rows (after top-k / top-p): only the finite entries matter.
+    let cap = (row.len() / 16).max(32);
+    if collect_at_least(row, f32::NEG_INFINITY, cap, &mut s.cands) {
+        return draw_among(&s.cands, max, u);
+    }
+    s.e.resize(row.len(), 0.0);
+    exp_into(row, max, 1.0, &mut s.e);
+    let mut sums = std::mem::take(&mut s.sums);
+    block_sums(&s.e, &mut sums);
+    let total: f64 = sums.iter().sum();
+    let target = u * total;
+    let mut cum = 0.0f64;
+    let mut pick = None;
+    for (b, &bs) in sums.iter().enumerate() {
+        if cum + bs > target {
+            for (j, &e) in s.e[b * BLOCK..].iter().take(BLOCK).enumerate() {
+                cum += e as f64;
+                if cum > target {
+                    pick = Some(b * BLOCK + j);
+                    break;
+                }
+            }
+            break;
+        }
+        cum += bs;
+    }
+    s.sums = sums;
+    // Rounding can leave the walk just short of the target: take the last token with mass.
+    pick.unwrap_or_else(|| s.e.iter().rposition(|&e| e > 0.0).unwrap_or(0))
+}
+
+fn draw_among(cands: &[Cand], max: f32, u: f64) -> usize {
+    let total: f64 = cands.iter().map(|c| ((c.1 - max) as f64).exp()).sum();
+    let target = u * total;
+    let mut cum = 0.0f64;
+    for c in cands {
+        cum += ((c.1 - max) as f64).exp();
+        if cum > target {
+            return c.0 as usize;
+        }
+    }
+    cands.iter().rev().find(|c| c.1 > f32::NEG_INFINITY).map_or(0, |c| c.0 as usize)
+}
+
+/// One token per row drawn from `softmax(scores[r])`, with the uniform of `(seed, r, step)`.
+pub fn sample(scores: &[f32], vocab: usize, seed: u64, step: u64, out: &mut [i64]) -> Result<()> {
+    let batch = batch_of(scores.len(), vocab)?;
+    check_out(out.len(), batch)?;
+    check_scores(scores, vocab, true)?;
+    let mut work: Vec<(&[f32], &mut i64)> = scores.chunks(vocab).zip(out.iter_mut()).collect();
+    pool::for_each_mut(&mut work, scores.len(), |r, (row, o)| {
+        let u = uniform(seed, r as u64, step);
+        **o = with_scratch(|s| draw_row(row, row_max(row), u, s)) as i64;
+    });
+    Ok(())
+}
+
+/// Index of the first maximum of each row (`torch.argmax`); an all `-inf` row is an error.
+pub fn greedy(scores: &[f32], vocab: usize, out: &mut [i64]) -> Result<()> {
+    let batch = batch_of(scores.len(), vocab)?;
+    check_out(out.len(), batch)?;
+    check_scores(scores, vocab, true)?;
+    let mut work: Vec<(&[f32], &mut i64)> = scores.chunks(vocab).zip(out.iter_mut()).collect();
+    pool::for_each_mut(&mut work, scores.len(), |_, (row, o)| {
+        let m = scan_row(row).max;
+        **o = row.iter().position(|&x| x == m).unwrap_or(0) as i64;
+    });
+    Ok(())
+}
+
+fn check_out(len: usize, batch: usize) -> Result<()> {
+    if len != batch {
+        return Err(Error::shape(format!("the output has {len} rows but scores has {batch}")));
+    }
+    Ok(())
+}
+
+/// `log(sum(exp(x - max)))` of a row with a finite maximum.
+fn log_norm(row: &[f32], max: f32, s: &mut Scratch) -> f32 {
+    s.e.resize(row.len(), 0.0);
+    exp_into(row, max, 1.0, &mut s.e).ln() as f32
+}
+
+/// `log_softmax` of every row into `out` (same shape): `(x - max) - log(sum(exp(x - max)))`.
+pub fn log_softmax(scores: &[f32], vocab: usize, out: &mut [f32]) -> Result<()> {
+    batch_of(scores.len(), vocab)?;
+    if out.len() != scores.len() {
+        return Err(Error::shape("the output must have the shape of scores"));
+    }
+    check_scores(scores, vocab, true)?;
+    let mut work: Vec<(&[f32], &mut [f32])> = scores.chunks(vocab).zip(out.chunks_mut(vocab)).collect();
+    pool::for_each_mut(&mut work, scores.len(), |_, (row, o)| {
+        let max = row_max(row);
+        let ln = with_scratch(|s| log_norm(row, max, s));
+        for (y, &x) in o.iter_mut().zip(row.iter()) {
+            *y = (x - max) - ln;
+        }
+    });
+    Ok(())
+}
+
+/// The `n` most likely tokens of each row, most likely first (ties: lower index first), with their
+/// log-probabilities. Rows with fewer than `n` finite scores are padded with index `-1` and `-inf`.
+pub fn top_logprobs(scores: &[f32], vocab: usize, n: usize, values: &mut [f32], indices: &mut [i64]) -> Result<()> {
+    let batch = batch_of(scores.len(), vocab)?;
+    if n == 0 || n > vocab {
+        return Err(Error::param(format!("`n` has to be in [1, V = {vocab}], but is {n}")));
+    }
+    if values.len() != batch * n || indices.len() != batch * n {
+        return Err(Error::shape("the outputs must have shape (batch, n)"));
+    }
+    check_scores(scores, vocab, true)?;
+    let mut work: Vec<(&[f32], &mut [f32], &mut [i64])> =
+        scores.chunks(vocab).zip(values.chunks_mut(n)).zip(indices.chunks_mut(n)).map(|((a, b), c)| (a, b, c)).collect();
+    pool::for_each_mut(&mut work, scores.len(), |_, (row, vals, idx)| {
+        with_scratch(|s| {
+            let max = row_max(row);
+            let ln = log_norm(row, max, s);
+            let mut cands = std::mem::take(&mut s.cands);
+            top_candidates(row, n, false, &mut cands);
+            cands.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            for j in 0..n {
+                match cands.get(j) {
+                    Some(&(i, x)) => {
+                        vals[j] = (x - max) - ln;
+                        idx[j] = i as i64;
+                    }
+                    None => {
+                        vals[j] = f32::NEG_INFINITY;
+                        idx[j] = -1;
+                    }
+                }
+            }
+            s.cands = cands;
+        })
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn philox_known_answers() {
+        // Random123 kat_vectors for philox4x32_10.
+        assert_eq!(philox4x32([0; 4], [0; 2]), [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]);
+        assert_eq!(philox4x32([u32::MAX; 4], [u32::MAX; 2]), [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]);
+        assert_eq!(
+            philox4x32([0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344], [0xa4093822, 0x299f31d0]),
+            [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]
+        );
+    }
+
+    #[test]
+    fn sampling_is_deterministic_and_follows_softmax() {
+        let v = 5;
+        let row = [0.0f32, 1.0, 2.0, f32::NEG_INFINITY, 0.5];
+        let z: f64 = row.iter().map(|&x| (x as f64).exp()).sum();
+        let mut counts = [0usize; 5];
+        let n = 40_000;
+        for step in 0..n {
+            let mut out = [0i64];
+            sample(&row, v, 7, step, &mut out).unwrap();
+            counts[out[0] as usize] += 1;
+        }
+        assert_eq!(counts[3], 0);
+        for i in [0usize, 1, 2, 4] {
+            let p = (row[i] as f64).exp() / z;
+            let sd = (n as f64 * p * (1.0 - p)).sqrt();
+            assert!((counts[i] as f64 - n as f64 * p).abs() < 5.0 * sd, "{counts:?}");
+        }
+        let mut a = [0i64];
+        let mut b = [0i64];
+        sample(&row, v, 99, 3, &mut a).unwrap();
+        sample(&row, v, 99, 3, &mut b).unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn all_neg_inf_row_is_an_error() {
+        let row = [f32::NEG_INFINITY; 3];
+        let err = sample(&row, 3, 0, 0, &mut [0]).unwrap_err();
+        assert!(err.to_string().contains("all -inf"));
+    }
+}

@@ -1,0 +1,355 @@
+//! Selection without sorting the vocabulary.
+//!
+//! * [`top_candidates`]: every element `>=` the k-th largest (ties included) in one read of the row,
+//!   keeping a small buffer that is pruned by `select_nth_unstable` whenever it grows: O(V + k log V).
+//! * [`boundary_by_mass`] / [`Histogram`]: the "smallest prefix, in some key order, whose mass reaches a
+//!   target" rule shared by top-p and typical decoding. Tokens are bucketed by key; only the bucket the
+//!   target falls in is sorted.
+
+/// `(token index, value)`.
+pub type Cand = (u32, f32);
+
+/// Chunk size of the candidate scan: a chunk whose maximum is below the running threshold is skipped
+/// after one vectorized reduction.
+const CHUNK: usize = 64;
+
+/// A value a little below `t`, used when candidates are later compared after a division (temperature):
+/// `x / T` may round two neighbouring floats to the same value, so elements a few ulps under the
+/// threshold can tie with it. 2^-16 relative covers divisors up to ~100; [`top_candidates`]'s caller
+/// checks the final margin and falls back to an exact pass when it does not hold.
+#[inline]
+pub fn lowered(t: f32) -> f32 {
+    t - (t.abs() * (1.0 / 65536.0) + f32::MIN_POSITIVE)
+}
+
+#[inline]
+fn desc(a: &Cand, b: &Cand) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1)
+}
+
+/// The k-th largest value of `v` (k >= 1, k <= v.len()); reorders `v`.
+pub fn kth_largest(v: &mut [Cand], k: usize) -> f32 {
+    debug_assert!(k >= 1 && k <= v.len());
+    v.select_nth_unstable_by(k - 1, desc);
+    v[k - 1].1
+}
+
+/// Bit `j` set iff `chunk[j] >= cut` (chunk of at most 64).
+#[inline(always)]
+pub fn ge_mask(chunk: &[f32], cut: f32) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if chunk.len() == CHUNK && std::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is available (checked above), the chunk holds 64 floats.
+            return unsafe { ge_mask_avx2(chunk, cut) };
+        }
+    }
+    let mut m = 0u64;
+    for (j, &x) in chunk.iter().enumerate() {
+        m |= ((x >= cut) as u64) << j;
+    }
+    m
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn ge_mask_avx2(chunk: &[f32], cut: f32) -> u64 {
+    use std::arch::x86_64::*;
+    let c = _mm256_set1_ps(cut);
+    let p = chunk.as_ptr();
+    let mut m = 0u64;
+    for g in 0..8 {
+        let v = _mm256_loadu_ps(p.add(8 * g));
+        let ge = _mm256_cmp_ps::<_CMP_GE_OQ>(v, c);
+        m |= (_mm256_movemask_ps(ge) as u32 as u64) << (8 * g);
+    }
+    m
+}
+
+/// The threshold that selects finite values `>= t`: `-inf` becomes the lowest finite float.
+#[inline(always)]
+pub fn finite_cut(t: f32) -> f32 {
+    if t == f32::NEG_INFINITY {
+        -f32::MAX
+    } else {
+        t
+    }
+}
+
+/// Pushes `(index, value)` of every set bit of `mask` (bits index the chunk starting at `base`).
+#[inline(always)]
+pub fn push_mask(chunk: &[f32], base: usize, mut mask: u64, out: &mut Vec<Cand>) {
+    while mask != 0 {
+        let j = mask.trailing_zeros() as usize;
+        out.push(((base + j) as u32, chunk[j]));
+        mask &= mask - 1;
+    }
+}
+
+crate::kernels::dispatch_fn! {
+    /// Collects into `out` every finite element `>= kth`, where `kth` is the k-th largest value of the
+    /// row (counting repeats), and returns `kth`. If the row has fewer than `k` finite elements, returns
+    /// `-inf` and `out` holds all finite elements. With `slack`, `out` also holds elements down to
+    /// [`lowered`]`(kth)` (see there). `out` is in no particular order.
+    pub fn top_candidates(row: &[f32], k: usize, slack: bool, out: &mut Vec<Cand>) -> f32 {
+        out.clear();
+        assert!(k >= 1, "k must be >= 1");
+        let low = |t: f32| if slack { lowered(t) } else { t };
+        let start = sample_cut(row, k);
+        let mut cut = finite_cut(low(start));
+        let mut cap = (8 * k).max(512);
+        for (ci, chunk) in row.chunks(CHUNK).enumerate() {
+            let m = ge_mask(chunk, cut);
+            if m == 0 {
+                continue;
+            }
+            push_mask(chunk, ci * CHUNK, m, out);
+            if out.len() >= cap {
+                let thr = kth_largest(out, k);
+                cut = finite_cut(low(thr));
+                out.retain(|c| c.1 >= cut);
+                // Many ties keep the buffer large: grow the cap so pruning stays amortized O(1).
+                cap = cap.max(2 * out.len());
+            }
+        }
+        if out.len() < k {
+            if start > f32::NEG_INFINITY {
+                // The sampled starting threshold was too high (rare): scan again from -inf.
+                return top_candidates_from(row, k, slack, out);
+            }
+            return f32::NEG_INFINITY;
+        }
+        let kth = kth_largest(out, k);
+        let cut = low(kth);
+        out.retain(|c| c.1 >= cut);
+        kth
+    }
+}
+
+/// [`top_candidates`] without the sampled starting threshold.
+#[cold]
+fn top_candidates_from(row: &[f32], k: usize, slack: bool, out: &mut Vec<Cand>) -> f32 {
+    out.clear();
+    let low = |t: f32| if slack { lowered(t) } else { t };
+    let mut cut = finite_cut(f32::NEG_INFINITY);
+    let mut cap = (8 * k).max(512);
+    for (ci, chunk) in row.chunks(CHUNK).enumerate() {
+        let m = ge_mask(chunk, cut);
+        if m != 0 {
+            push_mask(chunk, ci * CHUNK, m, out);
+            if out.len() >= cap {
+                cut = finite_cut(low(kth_largest(out, k)));
+                out.retain(|c| c.1 >= cut);
+                cap = cap.max(2 * out.len());
+            }
+        }
+    }
+    if out.len() < k {
+        return f32::NEG_INFINITY;
+    }
+    let kth = kth_largest(out, k);
+    let cut = low(kth);
+    out.retain(|c| c.1 >= cut);
+    kth
+}
+
+/// A starting threshold for the k-largest scan, from a strided sample of 1024 elements: the j-th
+/// largest sample, with j chosen so that ~3k (at least ~6 samples' worth of) elements of the row are
+/// expected above it; fewer than k are (then the scan starts over) with probability below 1e-4 for a
+/// row in random order. `-inf` when the row is too small for sampling to pay.
+fn sample_cut(row: &[f32], k: usize) -> f32 {
+    const S: usize = 1024;
+    let n = row.len();
+    if n < 16 * S || 64 * k > n {
+        return f32::NEG_INFINITY;
+    }
+    let j = (3 * k * S).div_ceil(n).max(6);
+    let stride = n / S;
+    if j <= 16 {
+        // The j largest samples, ascending, by insertion (cheapest for small j).
+        let mut top = [f32::NEG_INFINITY; 16];
+        let top = &mut top[..j];
+        for i in 0..S {
+            let x = row[i * stride];
+            if x > top[0] {
+                let mut p = 0;
+                while p + 1 < j && top[p + 1] < x {
+                    top[p] = top[p + 1];
+                    p += 1;
+                }
+                top[p] = x;
+            }
+        }
+        return top[0];
+    }
+    let mut sample = [0.0f32; S];
+    for (i, v) in sample.iter_mut().enumerate() {
+        *v = row[i * stride];
+    }
+    *sample.select_nth_unstable_by(j - 1, |a, b| b.total_cmp(a)).1
+}
+
+crate::kernels::dispatch_fn! {
+    /// Pushes `(i, x)` for every finite `x >= thr`; returns false (with `out` incomplete) as soon as
+    /// more than `cap` are found.
+    pub fn collect_at_least(row: &[f32], thr: f32, cap: usize, out: &mut Vec<Cand>) -> bool {
+        out.clear();
+        let cut = finite_cut(thr);
+        for (ci, chunk) in row.chunks(CHUNK).enumerate() {
+            let m = ge_mask(chunk, cut);
+            if m != 0 {
+                push_mask(chunk, ci * CHUNK, m, out);
+                if out.len() > cap {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
+
+/// Number of buckets of the mass histogram and their width in key units (nats): keys beyond
+/// `BUCKETS / SCALE` share the last bucket.
+pub const BUCKETS: usize = 4096;
+pub const SCALE: f32 = 256.0;
+
+/// Bucket of a key `>= 0` (monotone non-decreasing in the key; equal keys share a bucket).
+#[inline(always)]
+pub fn bucket_of(key: f32) -> usize {
+    let b = key * SCALE;
+    if b < (BUCKETS - 1) as f32 {
+        b as usize
+    } else {
+        BUCKETS - 1
+    }
+}
+
+/// Mass and count of tokens per key bucket.
+#[derive(Default)]
+pub struct Histogram {
+    pub mass: Vec<f64>,
+    pub count: Vec<u32>,
+}
+
+/// Where the cumulative mass crosses the target: bucket index, and mass and count before it.
+#[derive(Debug, Clone, Copy)]
+pub struct Crossing {
+    pub bucket: usize,
+    pub mass_before: f64,
+    pub count_before: usize,
+}
+
+impl Histogram {
+    pub fn reset(&mut self) {
+        self.mass.clear();
+        self.mass.resize(BUCKETS, 0.0);
+        self.count.clear();
+        self.count.resize(BUCKETS, 0);
+    }
+
+    #[inline(always)]
+    pub fn add(&mut self, bucket: usize, e: f32) {
+        self.mass[bucket] += e as f64;
+        self.count[bucket] += 1;
+    }
+
+    /// First bucket at which the cumulative mass reaches `target` and the cumulative count reaches
+    /// `min_count`; `None` if the totals never do (then every token is kept).
+    pub fn crossing(&self, target: f64, min_count: usize) -> Option<Crossing> {
+        let mut mass = 0.0f64;
+        let mut count = 0usize;
+        for b in 0..BUCKETS {
+            let m = mass + self.mass[b];
+            let c = count + self.count[b] as usize;
+            if m >= target && c >= min_count && self.count[b] > 0 {
+                return Some(Crossing { bucket: b, mass_before: mass, count_before: count });
+            }
+            mass = m;
+            count = c;
+        }
+        None
+    }
+}
+
+/// A token in a mass walk: its sort key (ascending = first) and its unnormalized probability.
+#[derive(Debug, Clone, Copy)]
+pub struct MassItem {
+    pub key: f32,
+    pub e: f32,
+}
+
+/// Walks `items` in ascending key order, starting from `mass_before` / `count_before` (the tokens with
+/// smaller keys that are not in `items`), and returns the key of the first item at which the cumulative
+/// mass (inclusive) reaches `target` and the count reaches `min_count`. Every token with a key `<=` the
+/// returned key is kept by the callers (ties with the boundary are kept). `None` if never reached.
+pub fn boundary_by_mass(
+    items: &mut [MassItem],
+    mass_before: f64,
+    count_before: usize,
+    target: f64,
+    min_count: usize,
+) -> Option<f32> {
+    items.sort_unstable_by(|a, b| a.key.total_cmp(&b.key));
+    let mut mass = mass_before;
+    for (j, it) in items.iter().enumerate() {
+        mass += it.e as f64;
+        if mass >= target && count_before + j + 1 >= min_count {
+            return Some(it.key);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 20.0 - 10.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn top_candidates_matches_sort() {
+        for &(n, k) in &[(1usize, 1usize), (10, 3), (1000, 50), (50257, 50), (5000, 4000), (300, 299)] {
+            let v = lcg(n, n as u64 + k as u64);
+            let mut out = Vec::new();
+            let kth = top_candidates(&v, k, false, &mut out);
+            let mut s = v.clone();
+            s.sort_by(|a, b| b.total_cmp(a));
+            assert_eq!(kth, s[k - 1]);
+            let want = v.iter().filter(|&&x| x >= kth).count();
+            assert_eq!(out.len(), want);
+            assert!(out.iter().all(|&(i, x)| v[i as usize] == x && x >= kth));
+        }
+    }
+
+    #[test]
+    fn top_candidates_ties_and_neg_inf() {
+        let v = vec![1.0, 2.0, 2.0, 2.0, f32::NEG_INFINITY, 0.5];
+        let mut out = Vec::new();
+        assert_eq!(top_candidates(&v, 2, false, &mut out), 2.0);
+        assert_eq!(out.len(), 3);
+        let v = vec![f32::NEG_INFINITY, 3.0, f32::NEG_INFINITY];
+        assert_eq!(top_candidates(&v, 2, false, &mut out), f32::NEG_INFINITY);
+        assert_eq!(out, vec![(1, 3.0)]);
+        let v = vec![7.0f32; 5000];
+        assert_eq!(top_candidates(&v, 3, false, &mut out), 7.0);
+        assert_eq!(out.len(), 5000);
+    }
+
+    #[test]
+    fn boundary_walk() {
+        let mut items: Vec<MassItem> =
+            [(0.3, 1.0), (0.1, 2.0), (0.2, 3.0)].iter().map(|&(key, e)| MassItem { key, e }).collect();
+        assert_eq!(boundary_by_mass(&mut items, 0.0, 0, 4.5, 1), Some(0.2));
+        assert_eq!(boundary_by_mass(&mut items, 0.0, 0, 0.5, 3), Some(0.3));
+        assert_eq!(boundary_by_mass(&mut items, 0.0, 0, 7.0, 1), None);
+    }
+}
