@@ -10,7 +10,9 @@ const V: usize = 50257;
 fn typical_row(seed: u64) -> Vec<f32> {
     let mut s = seed;
     let mut next = || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (s >> 33) as usize
     };
     let mut perm: Vec<usize> = (0..V).collect();
@@ -29,9 +31,18 @@ fn bench(c: &mut Criterion) {
     let ids: Vec<i64> = (0..256).map(|i| (i * 7919 % V) as i64).collect();
     let neg = f32::NEG_INFINITY;
     let cases: Vec<(&str, Vec<Processor>)> = vec![
-        ("top_k_50", vec![Processor::top_k(PerRow::All(50), neg, 1).unwrap()]),
-        ("top_p_0.95", vec![Processor::top_p(PerRow::All(0.95), neg, 1).unwrap()]),
-        ("min_p_0.05", vec![Processor::min_p(PerRow::All(0.05), neg, 1).unwrap()]),
+        (
+            "top_k_50",
+            vec![Processor::top_k(PerRow::All(50), neg, 1).unwrap()],
+        ),
+        (
+            "top_p_0.95",
+            vec![Processor::top_p(PerRow::All(0.95), neg, 1).unwrap()],
+        ),
+        (
+            "min_p_0.05",
+            vec![Processor::min_p(PerRow::All(0.05), neg, 1).unwrap()],
+        ),
         (
             "chain",
             vec![
@@ -54,7 +65,9 @@ fn bench(c: &mut Criterion) {
         });
     }
     let mut out = [0i64];
-    c.bench_function("sample_dense", |b| b.iter(|| sampling::sample(&base, V, 1, 0, &mut out).unwrap()));
+    c.bench_function("sample_dense", |b| {
+        b.iter(|| sampling::sample(&base, V, 1, 0, &mut out).unwrap())
+    });
     c.bench_function("copy_row (floor)", |b| {
         let mut row = base.clone();
         b.iter(|| row.copy_from_slice(&base))

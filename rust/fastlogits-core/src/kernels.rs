@@ -280,7 +280,13 @@ mod tests {
     #[test]
     fn scan_detects_nan_and_pos_inf() {
         let mut v: Vec<f32> = (0..100).map(|i| i as f32 * 0.5 - 7.0).collect();
-        assert_eq!(scan_row(&v), RowScan { max: 42.5, invalid: false });
+        assert_eq!(
+            scan_row(&v),
+            RowScan {
+                max: 42.5,
+                invalid: false
+            }
+        );
         v[37] = f32::NAN;
         assert!(scan_row(&v).invalid);
         v[37] = f32::INFINITY;
@@ -293,13 +299,18 @@ mod tests {
 
     #[test]
     fn exp_into_sums_like_f64() {
-        let v: Vec<f32> = (0..1000).map(|i| ((i * 7919) % 1000) as f32 / 100.0).collect();
+        let v: Vec<f32> = (0..1000)
+            .map(|i| ((i * 7919) % 1000) as f32 / 100.0)
+            .collect();
         let m = row_max(&v);
         let mut out = vec![0.0; v.len()];
         let st = exp_into_xe(&v, m, 1.0, &mut out);
         let want: f64 = v.iter().map(|&x| ((x - m) as f64).exp()).sum();
         assert!((st.sum - want).abs() / want < 1e-6);
-        let want_xe: f64 = v.iter().map(|&x| ((x - m) as f64).exp() * (x - m) as f64).sum();
+        let want_xe: f64 = v
+            .iter()
+            .map(|&x| ((x - m) as f64).exp() * (x - m) as f64)
+            .sum();
         assert!((st.sum_xe - want_xe).abs() / want_xe.abs() < 1e-6);
     }
 

@@ -65,13 +65,19 @@ impl TokenId for u32 {
 /// Number of rows of a `(B, V)` buffer of `len` elements; rejects `V = 0` and empty batches.
 pub fn batch_of(len: usize, vocab: usize) -> Result<usize> {
     if vocab == 0 {
-        return Err(Error::shape("scores has V = 0 columns: the vocabulary must not be empty"));
+        return Err(Error::shape(
+            "scores has V = 0 columns: the vocabulary must not be empty",
+        ));
     }
     if len % vocab != 0 {
-        return Err(Error::shape(format!("scores has {len} elements, not a multiple of V = {vocab}")));
+        return Err(Error::shape(format!(
+            "scores has {len} elements, not a multiple of V = {vocab}"
+        )));
     }
     if len == 0 {
-        return Err(Error::shape("scores has no rows: the batch must not be empty"));
+        return Err(Error::shape(
+            "scores has no rows: the batch must not be empty",
+        ));
     }
     Ok(len / vocab)
 }
@@ -84,7 +90,11 @@ pub fn check_scores(scores: &[f32], vocab: usize, need_finite: bool) -> Result<(
         let row = &scores[r * vocab..(r + 1) * vocab];
         let scan = kernels::scan_row(row);
         if scan.invalid {
-            let (c, x) = row.iter().enumerate().find(|(_, x)| !(**x < f32::INFINITY)).unwrap();
+            let (c, x) = row
+                .iter()
+                .enumerate()
+                .find(|(_, x)| !(**x < f32::INFINITY))
+                .unwrap();
             return Err(Error::value(format!(
                 "scores[{r}, {c}] is {}: scores must be finite or -inf",
                 if x.is_nan() { "NaN" } else { "+inf" }
@@ -109,10 +119,17 @@ pub fn check_ids<I: TokenId>(ids: &[I], seq_len: usize, batch: usize, vocab: usi
     }
     let v = vocab as u64;
     // Negative ids wrap to huge unsigned values, so one comparison checks both bounds.
-    if ids.iter().fold(true, |ok, &t| ok & ((t.to_i64() as u64) < v)) {
+    if ids
+        .iter()
+        .fold(true, |ok, &t| ok & ((t.to_i64() as u64) < v))
+    {
         return Ok(());
     }
-    let (i, t) = ids.iter().enumerate().find(|(_, t)| (t.to_i64() as u64) >= v).unwrap();
+    let (i, t) = ids
+        .iter()
+        .enumerate()
+        .find(|(_, t)| (t.to_i64() as u64) >= v)
+        .unwrap();
     Err(Error::value(format!(
         "input_ids[{}, {}] = {} is outside the vocabulary [0, {vocab})",
         i / seq_len,

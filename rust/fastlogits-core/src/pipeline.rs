@@ -18,7 +18,11 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn new(procs: Vec<Processor>) -> Self {
         let uses_history = procs.iter().any(Processor::uses_history);
-        Pipeline { procs, rows: Vec::new(), uses_history }
+        Pipeline {
+            procs,
+            rows: Vec::new(),
+            uses_history,
+        }
     }
 
     pub fn processors(&self) -> &[Processor] {
@@ -36,7 +40,13 @@ impl Pipeline {
 
     /// Applies every processor to `scores` (`B x vocab`, row-major) given the histories `ids`
     /// (`B x seq_len`). On error nothing has been modified.
-    pub fn apply<I: TokenId>(&mut self, ids: &[I], seq_len: usize, scores: &mut [f32], vocab: usize) -> Result<()> {
+    pub fn apply<I: TokenId>(
+        &mut self,
+        ids: &[I],
+        seq_len: usize,
+        scores: &mut [f32],
+        vocab: usize,
+    ) -> Result<()> {
         let batch = batch_of(scores.len(), vocab)?;
         check_ids(ids, seq_len, batch, vocab)?;
         for p in &self.procs {
@@ -50,7 +60,8 @@ impl Pipeline {
         }
         let procs = &self.procs;
         let uses_history = self.uses_history;
-        let mut work: Vec<(&mut [f32], &mut RowHistory)> = scores.chunks_mut(vocab).zip(self.rows.iter_mut()).collect();
+        let mut work: Vec<(&mut [f32], &mut RowHistory)> =
+            scores.chunks_mut(vocab).zip(self.rows.iter_mut()).collect();
         pool::for_each_mut(&mut work, batch * vocab, |r, (buf, mem)| {
             if uses_history {
                 mem.sync(&ids[r * seq_len..(r + 1) * seq_len], vocab);
@@ -80,7 +91,10 @@ impl Pipeline {
             )));
         }
         if let Some(&bad) = src.iter().find(|&&s| s >= self.rows.len()) {
-            return Err(Error::value(format!("reorder index {bad} is outside [0, {})", self.rows.len())));
+            return Err(Error::value(format!(
+                "reorder index {bad} is outside [0, {})",
+                self.rows.len()
+            )));
         }
         let old = std::mem::take(&mut self.rows);
         self.rows = src.iter().map(|&s| old[s].clone()).collect();

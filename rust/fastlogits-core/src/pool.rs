@@ -32,7 +32,9 @@ fn build(n: usize) -> Result<Arc<ThreadPool>> {
 }
 
 fn cell() -> &'static RwLock<Arc<ThreadPool>> {
-    POOL.get_or_init(|| RwLock::new(build(default_threads()).expect("starting the fastlogits thread pool")))
+    POOL.get_or_init(|| {
+        RwLock::new(build(default_threads()).expect("starting the fastlogits thread pool"))
+    })
 }
 
 /// The current pool.
@@ -50,7 +52,9 @@ pub fn num_threads() -> usize {
 pub fn set_num_threads(n: usize) -> Result<()> {
     let n = if n == 0 { default_threads() } else { n };
     if n > 4096 {
-        return Err(Error::param(format!("`num_threads` must be in [0, 4096], but is {n}")));
+        return Err(Error::param(format!(
+            "`num_threads` must be in [0, 4096], but is {n}"
+        )));
     }
     let p = build(n)?;
     *cell().write().unwrap_or_else(|e| e.into_inner()) = p;
@@ -63,7 +67,11 @@ fn parallel(items: usize, elements: usize) -> bool {
 
 /// Calls `f(i, item)` for every item; in parallel on the pool when the work (`elements` in all) is
 /// large enough.
-pub fn for_each_mut<T: Send>(items: &mut [T], elements: usize, f: impl Fn(usize, &mut T) + Sync + Send) {
+pub fn for_each_mut<T: Send>(
+    items: &mut [T],
+    elements: usize,
+    f: impl Fn(usize, &mut T) + Sync + Send,
+) {
     if parallel(items.len(), elements) {
         pool().install(|| items.par_iter_mut().enumerate().for_each(|(i, t)| f(i, t)));
     } else {
@@ -72,7 +80,11 @@ pub fn for_each_mut<T: Send>(items: &mut [T], elements: usize, f: impl Fn(usize,
 }
 
 /// Checks `f(i)` for `i in 0..n`, in parallel when large enough, and returns the error of the lowest `i`.
-pub fn check_all(n: usize, elements: usize, f: impl Fn(usize) -> Result<()> + Sync + Send) -> Result<()> {
+pub fn check_all(
+    n: usize,
+    elements: usize,
+    f: impl Fn(usize) -> Result<()> + Sync + Send,
+) -> Result<()> {
     if parallel(n, elements) {
         let errs: Vec<Result<()>> = pool().install(|| (0..n).into_par_iter().map(&f).collect());
         errs.into_iter().collect()

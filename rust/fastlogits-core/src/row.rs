@@ -17,10 +17,12 @@
 
 use std::cell::RefCell;
 
-use crate::kernels::{count_at_least, div_inplace, exp_into, exp_into_xe, mask_below, row_max, ExpStats};
+use crate::kernels::{
+    count_at_least, div_inplace, exp_into, exp_into_xe, mask_below, row_max, ExpStats,
+};
 use crate::select::{
-    boundary_by_mass, bucket_of, collect_at_least, kth_largest, lowered, top_candidates, Cand, Histogram,
-    MassItem,
+    boundary_by_mass, bucket_of, collect_at_least, kth_largest, lowered, top_candidates, Cand,
+    Histogram, MassItem,
 };
 
 const NEG_INF: f32 = f32::NEG_INFINITY;
@@ -56,7 +58,9 @@ pub fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
 
 /// Softmax statistics of a list of (logical) values, in f64: `(max, e_i, sum, sum e*l)`.
 fn sparse_stats(kept: &[Cand], items: &mut Vec<MassItem>) -> (f32, ExpStats) {
-    let vmax = kept.iter().fold(NEG_INF, |m, c| if c.1 > m { c.1 } else { m });
+    let vmax = kept
+        .iter()
+        .fold(NEG_INF, |m, c| if c.1 > m { c.1 } else { m });
     items.clear();
     let mut sum = 0.0f64;
     let mut sum_xe = 0.0f64;
@@ -65,7 +69,10 @@ fn sparse_stats(kept: &[Cand], items: &mut Vec<MassItem>) -> (f32, ExpStats) {
         let e = l.exp();
         sum += e;
         sum_xe += e * l;
-        items.push(MassItem { key: 0.0, e: e as f32 });
+        items.push(MassItem {
+            key: 0.0,
+            e: e as f32,
+        });
     }
     (vmax, ExpStats { sum, sum_xe })
 }
@@ -81,7 +88,12 @@ pub struct Row<'a> {
 
 impl<'a> Row<'a> {
     pub fn new(buf: &'a mut [f32], s: &'a mut Scratch) -> Self {
-        Row { buf, pending_t: None, sparse: false, s }
+        Row {
+            buf,
+            pending_t: None,
+            sparse: false,
+            s,
+        }
     }
 
     fn vocab(&self) -> usize {
@@ -240,9 +252,17 @@ impl<'a> Row<'a> {
         let cand_mass: f64 = s.cands.iter().map(|c| s.e[c.0 as usize] as f64).sum();
         let boundary = if kth == NEG_INF || cand_mass >= target {
             s.items.clear();
-            s.items.extend(s.cands.iter().map(|c| MassItem { key: -c.1, e: s.e[c.0 as usize] }));
-            boundary_by_mass(&mut s.items, 0.0, 0, target, min_keep)
-                .or_else(|| if kth == NEG_INF { None } else { s.items.last().map(|it| it.key) })
+            s.items.extend(s.cands.iter().map(|c| MassItem {
+                key: -c.1,
+                e: s.e[c.0 as usize],
+            }));
+            boundary_by_mass(&mut s.items, 0.0, 0, target, min_keep).or_else(|| {
+                if kth == NEG_INF {
+                    None
+                } else {
+                    s.items.last().map(|it| it.key)
+                }
+            })
         } else {
             // Mass histogram over "nats below the maximum"; only the crossing bucket is sorted.
             s.hist.reset();
@@ -258,8 +278,14 @@ impl<'a> Row<'a> {
                         s.items.push(MassItem { key: -x, e });
                     }
                 }
-                boundary_by_mass(&mut s.items, cr.mass_before, cr.count_before, target, min_keep)
-                    .or_else(|| s.items.last().map(|it| it.key))
+                boundary_by_mass(
+                    &mut s.items,
+                    cr.mass_before,
+                    cr.count_before,
+                    target,
+                    min_keep,
+                )
+                .or_else(|| s.items.last().map(|it| it.key))
             })
         };
         // No boundary: every finite token is kept (and -inf ones still get the filter value).
@@ -384,9 +410,15 @@ impl<'a> Row<'a> {
                 }
             }
         }
-        let kb = boundary_by_mass(&mut s.items, cr.mass_before, cr.count_before, target, min_keep)
-            .or_else(|| s.items.last().map(|it| it.key))
-            .unwrap_or(f32::INFINITY);
+        let kb = boundary_by_mass(
+            &mut s.items,
+            cr.mass_before,
+            cr.count_before,
+            target,
+            min_keep,
+        )
+        .or_else(|| s.items.last().map(|it| it.key))
+        .unwrap_or(f32::INFINITY);
         mask_typical(self.buf, max, inv_t, mu, kb, filter);
     }
 }

@@ -20,7 +20,12 @@ pub fn philox4x32(ctr: [u32; 4], key: [u32; 2]) -> [u32; 4] {
     for _ in 0..10 {
         let p0 = M0 * c[0] as u64;
         let p1 = M1 * c[2] as u64;
-        c = [(p1 >> 32) as u32 ^ c[1] ^ k[0], p1 as u32, (p0 >> 32) as u32 ^ c[3] ^ k[1], p0 as u32];
+        c = [
+            (p1 >> 32) as u32 ^ c[1] ^ k[0],
+            p1 as u32,
+            (p0 >> 32) as u32 ^ c[3] ^ k[1],
+            p0 as u32,
+        ];
         k = [k[0].wrapping_add(W0), k[1].wrapping_add(W1)];
     }
     c
@@ -29,8 +34,13 @@ pub fn philox4x32(ctr: [u32; 4], key: [u32; 2]) -> [u32; 4] {
 /// Two independent uniforms in `[0, 1)` with 53 random bits each, for `(seed, stream, step, index)`.
 pub fn uniforms(seed: u64, stream: u64, step: u64, index: u32) -> [f64; 2] {
     let stream = stream as u32; // rows / beams: far below 2^32
-    let o = philox4x32([index, step as u32, (step >> 32) as u32, stream], [seed as u32, (seed >> 32) as u32]);
-    let to = |hi: u32, lo: u32| ((((hi as u64) << 32) | lo as u64) >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+    let o = philox4x32(
+        [index, step as u32, (step >> 32) as u32, stream],
+        [seed as u32, (seed >> 32) as u32],
+    );
+    let to = |hi: u32, lo: u32| {
+        ((((hi as u64) << 32) | lo as u64) >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    };
     [to(o[0], o[1]), to(o[2], o[3])]
 }
 
@@ -110,7 +120,11 @@ fn draw_among(cands: &[Cand], max: f32, u: f64) -> usize {
             return c.0 as usize;
         }
     }
-    cands.iter().rev().find(|c| c.1 > f32::NEG_INFINITY).map_or(0, |c| c.0 as usize)
+    cands
+        .iter()
+        .rev()
+        .find(|c| c.1 > f32::NEG_INFINITY)
+        .map_or(0, |c| c.0 as usize)
 }
 
 /// One token per row drawn from `softmax(scores[r])`, with the uniform of `(seed, r, step)`.
@@ -141,7 +155,9 @@ pub fn greedy(scores: &[f32], vocab: usize, out: &mut [i64]) -> Result<()> {
 
 fn check_out(len: usize, batch: usize) -> Result<()> {
     if len != batch {
-        return Err(Error::shape(format!("the output has {len} rows but scores has {batch}")));
+        return Err(Error::shape(format!(
+            "the output has {len} rows but scores has {batch}"
+        )));
     }
     Ok(())
 }
@@ -159,7 +175,8 @@ pub fn log_softmax(scores: &[f32], vocab: usize, out: &mut [f32]) -> Result<()> 
         return Err(Error::shape("the output must have the shape of scores"));
     }
     check_scores(scores, vocab, true)?;
-    let mut work: Vec<(&[f32], &mut [f32])> = scores.chunks(vocab).zip(out.chunks_mut(vocab)).collect();
+    let mut work: Vec<(&[f32], &mut [f32])> =
+        scores.chunks(vocab).zip(out.chunks_mut(vocab)).collect();
     pool::for_each_mut(&mut work, scores.len(), |_, (row, o)| {
         let max = row_max(row);
         let ln = with_scratch(|s| log_norm(row, max, s));
@@ -172,17 +189,29 @@ pub fn log_softmax(scores: &[f32], vocab: usize, out: &mut [f32]) -> Result<()> 
 
 /// The `n` most likely tokens of each row, most likely first (ties: lower index first), with their
 /// log-probabilities. Rows with fewer than `n` finite scores are padded with index `-1` and `-inf`.
-pub fn top_logprobs(scores: &[f32], vocab: usize, n: usize, values: &mut [f32], indices: &mut [i64]) -> Result<()> {
+pub fn top_logprobs(
+    scores: &[f32],
+    vocab: usize,
+    n: usize,
+    values: &mut [f32],
+    indices: &mut [i64],
+) -> Result<()> {
     let batch = batch_of(scores.len(), vocab)?;
     if n == 0 || n > vocab {
-        return Err(Error::param(format!("`n` has to be in [1, V = {vocab}], but is {n}")));
+        return Err(Error::param(format!(
+            "`n` has to be in [1, V = {vocab}], but is {n}"
+        )));
     }
     if values.len() != batch * n || indices.len() != batch * n {
         return Err(Error::shape("the outputs must have shape (batch, n)"));
     }
     check_scores(scores, vocab, true)?;
-    let mut work: Vec<(&[f32], &mut [f32], &mut [i64])> =
-        scores.chunks(vocab).zip(values.chunks_mut(n)).zip(indices.chunks_mut(n)).map(|((a, b), c)| (a, b, c)).collect();
+    let mut work: Vec<(&[f32], &mut [f32], &mut [i64])> = scores
+        .chunks(vocab)
+        .zip(values.chunks_mut(n))
+        .zip(indices.chunks_mut(n))
+        .map(|((a, b), c)| (a, b, c))
+        .collect();
     pool::for_each_mut(&mut work, scores.len(), |_, (row, vals, idx)| {
         with_scratch(|s| {
             let max = row_max(row);
@@ -215,10 +244,19 @@ mod tests {
     #[test]
     fn philox_known_answers() {
         // Random123 kat_vectors for philox4x32_10.
-        assert_eq!(philox4x32([0; 4], [0; 2]), [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]);
-        assert_eq!(philox4x32([u32::MAX; 4], [u32::MAX; 2]), [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]);
         assert_eq!(
-            philox4x32([0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344], [0xa4093822, 0x299f31d0]),
+            philox4x32([0; 4], [0; 2]),
+            [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]
+        );
+        assert_eq!(
+            philox4x32([u32::MAX; 4], [u32::MAX; 2]),
+            [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]
+        );
+        assert_eq!(
+            philox4x32(
+                [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
+                [0xa4093822, 0x299f31d0]
+            ),
             [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]
         );
     }
@@ -239,7 +277,10 @@ mod tests {
         for i in [0usize, 1, 2, 4] {
             let p = (row[i] as f64).exp() / z;
             let sd = (n as f64 * p * (1.0 - p)).sqrt();
-            assert!((counts[i] as f64 - n as f64 * p).abs() < 5.0 * sd, "{counts:?}");
+            assert!(
+                (counts[i] as f64 - n as f64 * p).abs() < 5.0 * sd,
+                "{counts:?}"
+            );
         }
         let mut a = [0i64];
         let mut b = [0i64];

@@ -187,7 +187,9 @@ fn sample_cut(row: &[f32], k: usize) -> f32 {
     for (i, v) in sample.iter_mut().enumerate() {
         *v = row[i * stride];
     }
-    *sample.select_nth_unstable_by(j - 1, |a, b| b.total_cmp(a)).1
+    *sample
+        .select_nth_unstable_by(j - 1, |a, b| b.total_cmp(a))
+        .1
 }
 
 crate::kernels::dispatch_fn! {
@@ -263,7 +265,11 @@ impl Histogram {
             let m = mass + self.mass[b];
             let c = count + self.count[b] as usize;
             if m >= target && c >= min_count && self.count[b] > 0 {
-                return Some(Crossing { bucket: b, mass_before: mass, count_before: count });
+                return Some(Crossing {
+                    bucket: b,
+                    mass_before: mass,
+                    count_before: count,
+                });
             }
             mass = m;
             count = c;
@@ -309,7 +315,9 @@ mod tests {
         let mut s = seed;
         (0..n)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 40) as f32 / (1u64 << 24) as f32) * 20.0 - 10.0
             })
             .collect()
@@ -317,7 +325,14 @@ mod tests {
 
     #[test]
     fn top_candidates_matches_sort() {
-        for &(n, k) in &[(1usize, 1usize), (10, 3), (1000, 50), (50257, 50), (5000, 4000), (300, 299)] {
+        for &(n, k) in &[
+            (1usize, 1usize),
+            (10, 3),
+            (1000, 50),
+            (50257, 50),
+            (5000, 4000),
+            (300, 299),
+        ] {
             let v = lcg(n, n as u64 + k as u64);
             let mut out = Vec::new();
             let kth = top_candidates(&v, k, false, &mut out);
@@ -346,8 +361,10 @@ mod tests {
 
     #[test]
     fn boundary_walk() {
-        let mut items: Vec<MassItem> =
-            [(0.3, 1.0), (0.1, 2.0), (0.2, 3.0)].iter().map(|&(key, e)| MassItem { key, e }).collect();
+        let mut items: Vec<MassItem> = [(0.3, 1.0), (0.1, 2.0), (0.2, 3.0)]
+            .iter()
+            .map(|&(key, e)| MassItem { key, e })
+            .collect();
         assert_eq!(boundary_by_mass(&mut items, 0.0, 0, 4.5, 1), Some(0.2));
         assert_eq!(boundary_by_mass(&mut items, 0.0, 0, 0.5, 3), Some(0.3));
         assert_eq!(boundary_by_mass(&mut items, 0.0, 0, 7.0, 1), None);

@@ -1,0 +1,481 @@
+"""Logits processors with the names, constructor arguments, defaults and validation of transformers 5.23.
+
+Every class is callable as ``proc(input_ids, scores) -> scores``: ``input_ids`` is ``(batch, length)``
+int64/int32, ``scores`` is ``(batch, vocab)`` float, each a NumPy array or a torch tensor.
+
+In place or not
+    A writable C-contiguous float32 NumPy array, or a contiguous float32 CPU tensor that does not require
+    grad, is modified **in place** and returned (zero copy). Any other input (float16, bfloat16, float64,
+    non-contiguous or read-only arrays, CUDA tensors) is processed on a float32 host copy and returned as
+    a **new** array/tensor of the input's dtype and device; the input is left unchanged. transformers
+    itself always returns a new tensor: write ``scores = proc(input_ids, scores)`` and both behave alike.
+
+Errors
+    Bad parameters raise :class:`fastlogits.InvalidArgumentError` (a ``ValueError``) with transformers'
+    message where it has one; wrong array types raise :class:`fastlogits.InvalidTypeError` (a
+    ``TypeError``). Bad inputs (ids outside ``[0, vocab)``, NaN or ``+inf`` scores, mismatched batch sizes,
+    ``vocab == 0``, empty batch) raise ``InvalidArgumentError`` and leave ``scores`` unchanged.
+
+State
+    Processors that read the history (repetition / presence / frequency penalties, no-repeat n-gram)
+    keep per-row state between calls and update it with the new tokens only when the history extends the
+    previous one; any other history is rebuilt from scratch, so reusing an instance is always correct.
+
+Exactness
+    Values kept are bit-identical to transformers' float32 results. Masks are identical except where a
+    probability mass lies within ~1e-6 of a threshold (torch's float32 softmax and ours differ in the
+    last bits there) and where values tie exactly at a top-k / top-p boundary (torch's sort is unstable;
+    fastlogits keeps every tied token, as transformers' top-k does).
+
+Beyond transformers
+    ``temperature``, ``top_k``, ``top_p``, ``min_p`` and the repetition ``penalty`` accept one value per
+    row (a list or 1-D array of length ``batch``). :class:`PresencePenaltyLogitsProcessor`,
+    :class:`FrequencyPenaltyLogitsProcessor` and :class:`LogitBiasLogitsProcessor` add OpenAI / vLLM
+    style penalties and biases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import _native
+from ._arrays import as_ids, as_scores, is_torch
+from ._native import InvalidArgumentError
+
+__all__ = [
+    "FastLogitsProcessor",
+    "TemperatureLogitsWarper",
+    "TopKLogitsWarper",
+    "TopPLogitsWarper",
+    "MinPLogitsWarper",
+    "TypicalLogitsWarper",
+    "EpsilonLogitsWarper",
+    "EtaLogitsWarper",
+    "RepetitionPenaltyLogitsProcessor",
+    "PresencePenaltyLogitsProcessor",
+    "FrequencyPenaltyLogitsProcessor",
+    "NoRepeatNGramLogitsProcessor",
+    "NoBadWordsLogitsProcessor",
+    "SequenceBiasLogitsProcessor",
+    "LogitBiasLogitsProcessor",
+    "MinLengthLogitsProcessor",
+    "MinNewTokensLengthLogitsProcessor",
+    "SuppressTokensLogitsProcessor",
+    "SuppressTokensAtBeginLogitsProcessor",
+    "ExponentialDecayLengthPenalty",
+]
+
+NEG_INF = -float("inf")
+
+
+def apply_native(pipe: _native.Pipeline, input_ids: Any, scores: Any) -> Any:
+    """Runs a native pipeline on user inputs (see the module docstring for in-place rules)."""
+    work, back = as_scores(scores)
+    pipe(as_ids(input_ids), work)
+    return back(work)
+
+
+def _per_row(value: Any) -> Any:
+    """A per-row parameter (list / array / tensor) as a list, or None if `value` is a scalar."""
+    if is_torch(value):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        if value.ndim != 1:
+            raise InvalidArgumentError(f"a per-row parameter must be 1-D, got shape {value.shape}")
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return None
+
+
+def _token_list(ids: Any, name: str) -> list[int]:
+    """int | list[int] | tensor | array -> list[int] (transformers' `eos_token_id` forms)."""
+    if is_torch(ids) or isinstance(ids, np.ndarray):
+        ids = ids.tolist()
+    if isinstance(ids, (int, np.integer)) and not isinstance(ids, bool):
+        return [int(ids)]
+    try:
+        out = [int(t) for t in ids]
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"`{name}` has to be an int or a list of ints, but is {ids!r}") from None
+    return out
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+# Type checks live here (only Python can tell an int from a float); ranges are checked natively,
+# with the same messages.
+
+
+def _check_min_tokens(min_tokens_to_keep: Any) -> None:
+    if not isinstance(min_tokens_to_keep, int):
+        raise InvalidArgumentError(
+            f"`min_tokens_to_keep` has to be a positive integer, but is {min_tokens_to_keep}"
+        )
+
+
+class FastLogitsProcessor:
+    """Base class: a configured native processor, callable on its own or combined in a
+    :class:`fastlogits.LogitsPipeline`."""
+
+    _spec: _native.Processor
+    _pipe: _native.Pipeline | None = None
+
+    def native(self) -> _native.Processor:
+        """The native processor (for building pipelines)."""
+        return self._spec
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        if self._pipe is None:
+            self._pipe = _native.Pipeline([self._spec])
+        return apply_native(self._pipe, input_ids, scores)
+
+    def reset(self) -> None:
+        """Forgets the histories seen so far."""
+        if self._pipe is not None:
+            self._pipe.reset()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._spec!r})"
+
+
+class TemperatureLogitsWarper(FastLogitsProcessor):
+    """``scores / temperature`` (in place; see the module docstring).
+
+    ``temperature``: a float > 0, or one float per row (list / 1-D array).
+    """
+
+    def __init__(self, temperature: float | Sequence[float]):
+        rows = _per_row(temperature)
+        if rows is None and not isinstance(temperature, float):
+            raise InvalidArgumentError(
+                f"`temperature` (={temperature}) has to be a strictly positive float, otherwise your next "
+                "token scores will be invalid."
+            )
+        self.temperature = temperature
+        self._spec = _native.Processor.temperature(temperature if rows is None else rows)
+
+
+class TopKLogitsWarper(FastLogitsProcessor):
+    """Keeps the ``top_k`` highest scores and every score tied with the k-th; the rest become
+    ``filter_value`` (in place). ``top_k``: an int > 0, or one per row."""
+
+    def __init__(
+        self, top_k: int | Sequence[int], filter_value: float = NEG_INF, min_tokens_to_keep: int = 1
+    ):
+        rows = _per_row(top_k)
+        if rows is None and not isinstance(top_k, int):
+            raise InvalidArgumentError(f"`top_k` has to be a strictly positive integer, but is {top_k}")
+        if rows is not None and not all(_is_int(k) for k in rows):
+            raise InvalidArgumentError(f"`top_k` has to hold strictly positive integers, but is {rows}")
+        self.top_k = max(top_k, min_tokens_to_keep) if rows is None else rows
+        self.filter_value = filter_value
+        self.min_tokens_to_keep = min_tokens_to_keep
+        self._spec = _native.Processor.top_k(
+            top_k if rows is None else rows, float(filter_value), int(min_tokens_to_keep)
+        )
+
+
+class TopPLogitsWarper(FastLogitsProcessor):
+    """Nucleus filtering: keeps the most likely tokens whose cumulative probability reaches ``top_p``
+    (the token that crosses it included); the rest become ``filter_value`` (in place).
+
+    A token is kept iff the probability mass ranked above it is < ``top_p``. Equal to transformers'
+    mask except for a cumulative mass within ~1e-6 of ``1 - top_p`` and for exact ties at the boundary
+    (kept here; arbitrary in torch's unstable sort). ``top_p``: a float in [0, 1], or one per row.
+    """
+
+    def __init__(
+        self, top_p: float | Sequence[float], filter_value: float = NEG_INF, min_tokens_to_keep: int = 1
+    ):
+        rows = _per_row(top_p)
+        if rows is None:
+            top_p = float(top_p)
+        _check_min_tokens(min_tokens_to_keep)
+        self.top_p = top_p if rows is None else rows
+        self.filter_value = filter_value
+        self.min_tokens_to_keep = min_tokens_to_keep
+        self._spec = _native.Processor.top_p(self.top_p, float(filter_value), min_tokens_to_keep)
+
+
+class MinPLogitsWarper(FastLogitsProcessor):
+    """Removes tokens with ``prob < min_p * max_prob``, then re-keeps the ``min_tokens_to_keep`` most
+    likely (in place). ``min_p``: a float in [0, 1], or one per row."""
+
+    def __init__(
+        self, min_p: float | Sequence[float], filter_value: float = NEG_INF, min_tokens_to_keep: int = 1
+    ):
+        rows = _per_row(min_p)
+        _check_min_tokens(min_tokens_to_keep)
+        self.min_p = min_p if rows is None else rows
+        self.filter_value = filter_value
+        self.min_tokens_to_keep = min_tokens_to_keep
+        self._spec = _native.Processor.min_p(
+            float(min_p) if rows is None else rows, float(filter_value), min_tokens_to_keep
+        )
+
+
+class TypicalLogitsWarper(FastLogitsProcessor):
+    """Locally typical sampling: keeps the tokens whose surprisal is closest to the entropy until their
+    mass reaches ``mass`` (in place)."""
+
+    def __init__(self, mass: float = 0.9, filter_value: float = NEG_INF, min_tokens_to_keep: int = 1):
+        mass = float(mass)
+        _check_min_tokens(min_tokens_to_keep)
+        self.mass = mass
+        self.filter_value = filter_value
+        self.min_tokens_to_keep = min_tokens_to_keep
+        self._spec = _native.Processor.typical(mass, float(filter_value), min_tokens_to_keep)
+
+
+class EpsilonLogitsWarper(FastLogitsProcessor):
+    """Removes tokens with ``prob < epsilon`` except the ``min_tokens_to_keep`` most likely (in place)."""
+
+    def __init__(self, epsilon: float, filter_value: float = NEG_INF, min_tokens_to_keep: int = 1):
+        epsilon = float(epsilon)
+        min_tokens_to_keep = int(min_tokens_to_keep)
+        self.epsilon = epsilon
+        self.filter_value = filter_value
+        self.min_tokens_to_keep = min_tokens_to_keep
+        self._spec = _native.Processor.epsilon(epsilon, float(filter_value), min_tokens_to_keep)
+
+
+class EtaLogitsWarper(FastLogitsProcessor):
+    """Removes tokens with ``prob < min(epsilon, sqrt(epsilon) * exp(-entropy))`` except the
+    ``min_tokens_to_keep`` most likely (in place). ``device`` is accepted for compatibility and unused."""
+
+    def __init__(
+        self, epsilon: float, filter_value: float = NEG_INF, min_tokens_to_keep: int = 1, device: str = "cpu"
+    ):
+        epsilon = float(epsilon)
+        min_tokens_to_keep = int(min_tokens_to_keep)
+        self.epsilon = epsilon
+        self.filter_value = filter_value
+        self.min_tokens_to_keep = min_tokens_to_keep
+        self._spec = _native.Processor.eta(epsilon, float(filter_value), min_tokens_to_keep)
+
+
+def _ignore_lengths(prompt_ignore_length: Any) -> Any:
+    if prompt_ignore_length is None:
+        return 0
+    rows = _per_row(prompt_ignore_length)
+    if rows is not None:
+        return [int(n) for n in rows]
+    if not _is_int(prompt_ignore_length):
+        raise InvalidArgumentError(
+            f"`prompt_ignore_length` has to be an int or a 1-D tensor, but is {prompt_ignore_length!r}"
+        )
+    return int(prompt_ignore_length)
+
+
+class RepetitionPenaltyLogitsProcessor(FastLogitsProcessor):
+    """For every distinct token of the history: ``s < 0 ? s * penalty : s / penalty`` (in place).
+
+    ``prompt_ignore_length``: the first positions to skip, an int or one per row (as ``generate`` passes
+    the left-padding lengths). ``penalty``: a float > 0, or one per row.
+    """
+
+    def __init__(self, penalty: float | Sequence[float], prompt_ignore_length: Any = None):
+        rows = _per_row(penalty)
+        if rows is None and not isinstance(penalty, float):
+            raise InvalidArgumentError(f"`penalty` has to be a strictly positive float, but is {penalty}")
+        self.penalty = penalty if rows is None else rows
+        self.prompt_ignore_length = prompt_ignore_length
+        self._spec = _native.Processor.repetition_penalty(
+            penalty if rows is None else rows, _ignore_lengths(prompt_ignore_length)
+        )
+
+
+class PresencePenaltyLogitsProcessor(FastLogitsProcessor):
+    """OpenAI / vLLM presence penalty: ``scores[t] -= penalty`` for every token ``t`` generated so far
+    (positions ``>= prompt_length``; the prompt does not count). ``penalty`` in [-2, 2]. Not in
+    transformers."""
+
+    def __init__(self, penalty: float, prompt_length: int):
+        self.penalty = penalty
+        self.prompt_length = prompt_length
+        self._spec = _native.Processor.presence_penalty(float(penalty), int(prompt_length))
+
+
+class FrequencyPenaltyLogitsProcessor(FastLogitsProcessor):
+    """OpenAI / vLLM frequency penalty: ``scores[t] -= penalty * count(t)`` over the generated tokens
+    (positions ``>= prompt_length``). ``penalty`` in [-2, 2]. Not in transformers."""
+
+    def __init__(self, penalty: float, prompt_length: int):
+        self.penalty = penalty
+        self.prompt_length = prompt_length
+        self._spec = _native.Processor.frequency_penalty(float(penalty), int(prompt_length))
+
+
+class NoRepeatNGramLogitsProcessor(FastLogitsProcessor):
+    """Bans (``-inf``) every token that would repeat an n-gram of the history, prompt included.
+    The n-gram index is kept per row and updated with each new token (cost per step independent of
+    the history length)."""
+
+    def __init__(self, ngram_size: int):
+        if not isinstance(ngram_size, int):
+            raise InvalidArgumentError(
+                f"`ngram_size` has to be a strictly positive integer, but is {ngram_size}"
+            )
+        self.ngram_size = ngram_size
+        self._spec = _native.Processor.no_repeat_ngram(ngram_size)
+
+
+def _check_token_lists(lists: Any, name: str, what: str) -> None:
+    if any(any((not _is_int(t) or t < 0) for t in seq) for seq in lists):
+        raise InvalidArgumentError(
+            f"Each list in `{name}` has to be a list of positive integers, but is {what}."
+        )
+
+
+class SequenceBiasLogitsProcessor(FastLogitsProcessor):
+    """Adds a bias to the last token of each sequence when the history ends with the others
+    (single-token sequences: always). ``sequence_bias``: ``{tuple(ids): float}`` or
+    ``[[ids, float], ...]``; biases must be floats, as in transformers."""
+
+    def __init__(self, sequence_bias: Any):
+        self.sequence_bias = sequence_bias
+        sb = sequence_bias
+        if not isinstance(sb, (dict, list)) or len(sb) == 0:
+            raise InvalidArgumentError(
+                f"`sequence_bias` has to be a non-empty dictionary, or non-empty list of lists but is {sb}."
+            )
+        if isinstance(sb, dict):
+            if any(not isinstance(k, tuple) for k in sb):
+                raise InvalidArgumentError(
+                    f"`sequence_bias` has to be a dict with tuples as keys, but is {sb}."
+                )
+            if any(any((not _is_int(t) or t < 0) for t in k) or len(k) == 0 for k in sb):
+                raise InvalidArgumentError(
+                    "Each key in `sequence_bias` has to be a non-empty tuple of positive integers, but is "
+                    f"{sb}."
+                )
+            if any(not isinstance(b, float) for b in sb.values()):
+                raise InvalidArgumentError(
+                    f"`sequence_bias` has to be a dict with floats as values, but is {sb}."
+                )
+            entries = [(list(map(int, k)), float(b)) for k, b in sb.items()]
+        else:
+
+            def valid(pair: Any) -> bool:
+                return (
+                    isinstance(pair, (list, tuple))
+                    and len(pair) == 2
+                    and isinstance(pair[0], list)
+                    and all(_is_int(t) and t >= 0 for t in pair[0])
+                    and isinstance(pair[1], float)
+                )
+
+            if any(not valid(p) for p in sb):
+                raise InvalidArgumentError(
+                    "Each element in `sequence_bias` has to be a non-empty list of lists of positive "
+                    "integers "
+                    f"and float, but is {sb}."
+                )
+            merged = {tuple(p[0]): p[1] for p in sb}
+            entries = [(list(map(int, k)), float(b)) for k, b in merged.items()]
+        self._spec = _native.Processor.sequence_bias(entries)
+
+
+class NoBadWordsLogitsProcessor(FastLogitsProcessor):
+    """Bans (``-inf``) the last token of each sequence of ``bad_words_ids`` when the history ends with the
+    others; single tokens equal to an EOS id are not banned (transformers' rule)."""
+
+    def __init__(self, bad_words_ids: list[list[int]], eos_token_id: Any = None):
+        self.bad_word_ids = bad_words_ids
+        if not isinstance(bad_words_ids, list) or len(bad_words_ids) == 0:
+            raise InvalidArgumentError(f"`bad_words_ids` has to be a non-empty list, but is {bad_words_ids}.")
+        if any(not isinstance(w, list) for w in bad_words_ids):
+            raise InvalidArgumentError(f"`bad_words_ids` has to be a list of lists, but is {bad_words_ids}.")
+        _check_token_lists(bad_words_ids, "bad_words_ids", str(bad_words_ids))
+        eos = None if eos_token_id is None else _token_list(eos_token_id, "eos_token_id")
+        self._spec = _native.Processor.bad_words([list(map(int, w)) for w in bad_words_ids], eos)
+
+
+class LogitBiasLogitsProcessor(FastLogitsProcessor):
+    """Adds ``logit_bias[token]`` to every row (OpenAI ``logit_bias``; ``-inf`` bans). Not in transformers."""
+
+    def __init__(self, logit_bias: dict[int, float]):
+        if not isinstance(logit_bias, dict):
+            raise InvalidArgumentError(
+                f"`logit_bias` has to be a dict {{token_id: bias}}, but is {logit_bias!r}"
+            )
+        self.logit_bias = logit_bias
+        self._spec = _native.Processor.logit_bias([(int(t), float(b)) for t, b in logit_bias.items()])
+
+
+class MinLengthLogitsProcessor(FastLogitsProcessor):
+    """EOS gets ``-inf`` while the history (prompt included) is shorter than ``min_length``.
+    ``device`` is accepted for compatibility and unused."""
+
+    def __init__(self, min_length: int, eos_token_id: Any, device: str = "cpu"):
+        if not isinstance(min_length, int):
+            raise InvalidArgumentError(f"`min_length` has to be a non-negative integer, but is {min_length}")
+        self.min_length = min_length
+        self.eos_token_id = _token_list(eos_token_id, "eos_token_id")
+        self._spec = _native.Processor.min_length(min_length, self.eos_token_id)
+
+
+class MinNewTokensLengthLogitsProcessor(FastLogitsProcessor):
+    """EOS gets ``-inf`` until ``min_new_tokens`` tokens follow the first ``prompt_length_to_skip``."""
+
+    def __init__(
+        self, prompt_length_to_skip: int, min_new_tokens: int, eos_token_id: Any, device: str = "cpu"
+    ):
+        for name, value in [
+            ("prompt_length_to_skip", prompt_length_to_skip),
+            ("min_new_tokens", min_new_tokens),
+        ]:
+            if not isinstance(value, int):
+                raise InvalidArgumentError(f"`{name}` has to be a positive integer, but is {value}")
+        self.prompt_length_to_skip = prompt_length_to_skip
+        self.min_new_tokens = min_new_tokens
+        self.eos_token_id = _token_list(eos_token_id, "eos_token_id")
+        self._spec = _native.Processor.min_new_tokens(
+            prompt_length_to_skip, min_new_tokens, self.eos_token_id
+        )
+
+
+class SuppressTokensLogitsProcessor(FastLogitsProcessor):
+    """``suppress_tokens`` get ``-inf`` at every step."""
+
+    def __init__(self, suppress_tokens: Any, device: str = "cpu"):
+        self.suppress_tokens = _token_list(list(suppress_tokens), "suppress_tokens")
+        self._spec = _native.Processor.suppress_tokens(self.suppress_tokens)
+
+
+class SuppressTokensAtBeginLogitsProcessor(FastLogitsProcessor):
+    """``begin_suppress_tokens`` get ``-inf`` at the step where the history length is ``begin_index``."""
+
+    def __init__(self, begin_suppress_tokens: Any, begin_index: int, device: str = "cpu"):
+        self.begin_suppress_tokens = _token_list(list(begin_suppress_tokens), "begin_suppress_tokens")
+        self.set_begin_index(begin_index)
+
+    def set_begin_index(self, begin_index: int) -> None:
+        self.begin_index = begin_index
+        self._spec = _native.Processor.suppress_tokens_at_begin(self.begin_suppress_tokens, int(begin_index))
+        self._pipe = None
+
+
+class ExponentialDecayLengthPenalty(FastLogitsProcessor):
+    """After ``start`` new tokens, raises the EOS score by ``|s| * (factor ** (n - start) - 1)``.
+    ``exponential_decay_length_penalty`` is ``(start, factor)``."""
+
+    def __init__(
+        self,
+        exponential_decay_length_penalty: tuple[int, float],
+        eos_token_id: Any,
+        input_ids_seq_length: int,
+    ):
+        start, factor = exponential_decay_length_penalty
+        self.regulation_start = start + input_ids_seq_length
+        self.regulation_factor = factor
+        self.eos_token_id = _token_list(eos_token_id, "eos_token_id")
+        self._spec = _native.Processor.exponential_decay(
+            int(start), float(factor), self.eos_token_id, int(input_ids_seq_length)
+        )

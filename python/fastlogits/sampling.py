@@ -1,0 +1,87 @@
+"""Choosing tokens from scores: seeded sampling, greedy, log-softmax, top-n log-probabilities.
+
+Scores may be NumPy arrays or torch tensors (any float dtype, any device; non-float32 or non-CPU
+input is copied to float32 on the host). Results come back as NumPy arrays, or as torch tensors on the
+input's device when the input is a tensor.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import numpy as np
+
+from . import _native
+from ._arrays import as_scores, to_like
+
+__all__ = ["sample", "greedy", "log_softmax", "top_logprobs", "Sampler"]
+
+
+def _read(scores: Any) -> np.ndarray:
+    work, _ = as_scores(scores)
+    return work
+
+
+def _seed(seed: int | None) -> int:
+    if seed is None:
+        return secrets.randbits(64)
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed < 2**64:
+        raise _native.InvalidArgumentError(f"`seed` has to be an int in [0, 2**64), but is {seed!r}")
+    return int(seed)
+
+
+def sample(scores: Any, *, seed: int | None = None, step: int = 0) -> Any:
+    """One token id per row, drawn from ``softmax(scores[row])``.
+
+    The draw for row ``r`` is a pure function of ``(seed, r, step)`` (Philox4x32-10 counter-based
+    streams), so the result does not depend on the number of threads; pass a new ``step`` at every
+    decoding step (or use :class:`Sampler`). ``seed=None`` draws a fresh seed. ``-inf`` scores have
+    probability 0; a row that is all ``-inf``, or holds NaN / ``+inf``, raises ``InvalidArgumentError``.
+    """
+    if not isinstance(step, (int, np.integer)) or not 0 <= step < 2**64:
+        raise _native.InvalidArgumentError(f"`step` has to be an int in [0, 2**64), but is {step!r}")
+    return to_like(_native.sample(_read(scores), _seed(seed), int(step)), scores)
+
+
+def greedy(scores: Any) -> Any:
+    """Index of the first maximum of each row (``torch.argmax``). An all ``-inf`` row raises
+    ``InvalidArgumentError`` (torch would return 0)."""
+    return to_like(_native.greedy(_read(scores)), scores)
+
+
+def log_softmax(scores: Any) -> Any:
+    """``log_softmax`` of each row as a new float32 array / tensor."""
+    return to_like(_native.log_softmax(_read(scores)), scores)
+
+
+def top_logprobs(scores: Any, n: int) -> tuple[Any, Any]:
+    """The ``n`` most likely tokens of each row, most likely first (ties: lower id first):
+    ``(logprobs (B, n) float32, ids (B, n) int64)``. Rows with fewer than ``n`` finite scores are padded
+    with id ``-1`` and ``-inf``."""
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
+        raise _native.InvalidArgumentError(f"`n` has to be a positive int, but is {n!r}")
+    if n < 1:
+        raise _native.InvalidArgumentError(f"`n` has to be a positive int, but is {n}")
+    values, ids = _native.top_logprobs(_read(scores), int(n))
+    return to_like(values, scores), to_like(ids, scores)
+
+
+class Sampler:
+    """Stateful convenience over :func:`sample`: call it once per decoding step.
+
+    >>> s = Sampler(seed=0)
+    >>> tokens = s(scores)   # step 0, then 1, 2, ...
+    """
+
+    def __init__(self, seed: int | None = None):
+        self.seed = _seed(seed)
+        self.step = 0
+
+    def __call__(self, scores: Any) -> Any:
+        out = sample(scores, seed=self.seed, step=self.step)
+        self.step += 1
+        return out
+
+    def __repr__(self) -> str:
+        return f"Sampler(seed={self.seed}, step={self.step})"
