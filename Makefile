@@ -9,9 +9,13 @@ PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.deps-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
+# GPT-2's tokenizer: the shared offline copy when there is one, else the copy bundled with fastlogits.
+ifneq ($(wildcard ../shared/gpt2-tokenizer/vocab.json),)
 export FASTLOGITS_TOKENIZER ?= $(abspath ../shared/gpt2-tokenizer)
+endif
+FL := $(PY) -m fastlogits
 
-.PHONY: help venv build test test-rust test-python test-thorough demo bench bench-quick lint fmt clean
+.PHONY: help venv build test test-rust test-python test-thorough demo bench lint fmt clean
 
 help: ## Show this help
 	@echo "fastlogits — targets:"
@@ -39,11 +43,25 @@ test: test-rust test-python ## Everything: cargo test, then pytest (what CI runs
 test-thorough: build ## pytest with HYPOTHESIS_PROFILE=thorough (>= 1000 examples per property)
 	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -q
 
-demo: build ## The main job: processor benchmark table vs transformers (quick)
-	$(PY) -m fastlogits.bench --quick
+demo: build ## The main job: GPT-2 generation with the full sampling chain, next-token table, quick benchmark
+	@model=$$($(PY) -c "from transformers import GPT2LMHeadModel as M; M.from_pretrained('gpt2', local_files_only=True)" \
+	    >/dev/null 2>&1 && echo "--model gpt2" || echo "--random-weights"); \
+	if [ "$$model" = "--random-weights" ]; then \
+	    echo "No trained GPT-2 weights in the local Hugging Face cache: using GPT-2 124M with RANDOM weights"; \
+	    echo "(the real model's size and speed; the text is meaningless)."; \
+	else echo "Using the trained GPT-2 124M from the local Hugging Face cache."; fi; \
+	echo; echo "== fastlogits generate: temperature 0.8, top-k 50, top-p 0.95, repetition 1.2, no-repeat 3 =="; \
+	$(FL) generate "The history of the Roman Empire" $$model --max-new-tokens 40 --do-sample --temperature 0.8 \
+	    --top-k 50 --top-p 0.95 --repetition-penalty 1.2 --no-repeat-ngram-size 3 --seed 0 && \
+	echo && echo "== fastlogits next-token ==" && \
+	$(FL) next-token "The capital of France is" $$model --top-k 15 && \
+	echo && echo "== fastlogits bench --quick ==" && \
+	$(FL) bench --quick --out benches/results/quick
 
-bench: build ## Full benchmarks vs transformers: writes benches/results/*.md|json|png
+bench: build ## Full benchmarks vs transformers (processors, beam, generation): benches/results/*.md|json|png
 	$(PY) benches/bench_processors.py
+	$(PY) benches/bench_beam.py
+	$(PY) -m fastlogits.bench_generate --out benches/results
 
 lint: $(STAMP) ## cargo fmt --check, clippy, ruff
 	cargo fmt --all -- --check

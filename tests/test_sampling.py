@@ -163,3 +163,20 @@ def test_bad_seed_and_n():
         fl.top_logprobs(s, 0)
     with pytest.raises(fl.InvalidArgumentError, match=r"\[1, V = 5\]"):
         fl.top_logprobs(s, 6)
+
+
+@given(cases(max_v=60000, max_b=8, all_inf_rows=False), st.integers(0, 2**32 - 1), st.data())
+def test_pipeline_sample_equals_pipeline_then_sample(case, seed, data):
+    """The fused call draws the same tokens from the same processed scores as the two separate calls
+    (sparse rows after top-k / top-p, and dense rows)."""
+    k = data.draw(st.sampled_from([None, 1, 5, 50, 5000]))
+    procs = [fl.RepetitionPenaltyLogitsProcessor(1.3), fl.TemperatureLogitsWarper(0.7)]
+    if k is not None:
+        procs.append(fl.TopKLogitsWarper(k))
+    if data.draw(st.booleans()):
+        procs.append(fl.TopPLogitsWarper(0.9))
+    a, b = case.scores.copy(), case.scores.copy()
+    tokens = fl.LogitsPipeline(procs).sample(case.ids, a, seed=seed, step=3)
+    fl.LogitsPipeline(procs)(case.ids, b)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(tokens, fl.sample(b, seed=seed, step=3))

@@ -16,12 +16,14 @@ from ._native import (
     get_num_threads,
     set_num_threads,
 )
+from .beam import BeamSearch
 from .pipeline import LogitsPipeline
 from .processors import *  # noqa: F403
 from .processors import __all__ as _processors_all
 from .sampling import Sampler, greedy, log_softmax, sample, top_logprobs
 
 __all__ = [
+    "BeamSearch",
     "FastLogitsError",
     "InvalidArgumentError",
     "InvalidTypeError",
@@ -34,5 +36,24 @@ __all__ = [
     "sample",
     "set_num_threads",
     "top_logprobs",
+    "generate",  # noqa: F405 (lazy, see __getattr__)
+    "stream",  # noqa: F405
+    "hf",  # noqa: F405
     *_processors_all,
 ]
+
+# The model side needs torch and transformers: imported on first use, so that the processors and samplers
+# work with NumPy alone.
+_LAZY = {"generate": ("generate", "generate"), "stream": ("generate", "stream"), "hf": ("hf", None)}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        mod = importlib.import_module(f".{module}", __name__)
+        value = mod if attr is None else getattr(mod, attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'fastlogits' has no attribute {name!r}")

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from . import _native
-from ._arrays import is_torch
+from ._arrays import is_torch, to_like
 from ._native import InvalidArgumentError
 from .processors import (
     EpsilonLogitsWarper,
@@ -33,7 +33,9 @@ from .processors import (
     TopPLogitsWarper,
     TypicalLogitsWarper,
     apply_native,
+    sample_native,
 )
+from .sampling import _seed, _step
 
 __all__ = ["LogitsPipeline", "GENERATION_DEFAULTS"]
 
@@ -152,6 +154,17 @@ class LogitsPipeline:
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         return apply_native(self._pipe, input_ids, scores)
+
+    def sample(self, input_ids: Any, scores: Any, *, seed: int | None = None, step: int = 0) -> Any:
+        """Processes ``scores`` (as calling the pipeline does) and draws one token per row from the result:
+        the tokens ``fastlogits.sample(pipeline(input_ids, scores), seed=seed, step=step)`` gives, in one
+        native call and one pass over the scores less (the kept tokens are drawn from directly).
+
+        A row the processors leave all ``-inf`` raises ``InvalidArgumentError`` after the scores have been
+        processed. With inputs that need converting (see :mod:`fastlogits.processors`) the processed
+        scores are not given back: call the pipeline, then :func:`fastlogits.sample`, to get them."""
+        tokens = sample_native(self._pipe, input_ids, scores, _seed(seed), _step(step))
+        return to_like(tokens, scores) if is_torch(scores) else tokens
 
     def reset(self) -> None:
         """Forgets the histories seen so far (the next call rebuilds every row's state)."""

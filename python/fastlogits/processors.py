@@ -72,10 +72,26 @@ NEG_INF = -float("inf")
 
 
 def apply_native(pipe: _native.Pipeline, input_ids: Any, scores: Any) -> Any:
-    """Runs a native pipeline on user inputs (see the module docstring for in-place rules)."""
+    """Runs a native pipeline on user inputs (see the module docstring for in-place rules). Arrays the
+    native layer takes as they are (float32 / int64 / int32, C-contiguous, writable scores) go straight
+    through; anything else is converted first."""
+    if pipe(input_ids, scores):
+        return scores
     work, back = as_scores(scores)
-    pipe(as_ids(input_ids), work)
+    if not pipe(as_ids(input_ids), work):
+        raise AssertionError("converted arrays were declined")  # as_scores / as_ids guarantee them
     return back(work)
+
+
+def sample_native(pipe: _native.Pipeline, input_ids: Any, scores: Any, seed: int, step: int) -> Any:
+    """`apply_native`, then the sampler's draw from the processed scores (one native call)."""
+    tokens = pipe.sample(input_ids, scores, seed, step)
+    if tokens is not None:
+        return tokens
+    work, back = as_scores(scores)
+    tokens = pipe.sample(as_ids(input_ids), work, seed, step)
+    back(work)  # in place when possible; a converted copy cannot be given back (documented)
+    return tokens
 
 
 def _per_row(value: Any) -> Any:

@@ -39,9 +39,17 @@ def sample(scores: Any, *, seed: int | None = None, step: int = 0) -> Any:
     decoding step (or use :class:`Sampler`). ``seed=None`` draws a fresh seed. ``-inf`` scores have
     probability 0; a row that is all ``-inf``, or holds NaN / ``+inf``, raises ``InvalidArgumentError``.
     """
-    if not isinstance(step, (int, np.integer)) or not 0 <= step < 2**64:
+    seed, step = _seed(seed), _step(step)
+    out = _native.sample(scores, seed, step)  # None: not a C-contiguous float32 array, convert
+    if out is None:
+        return to_like(_native.sample(_read(scores), seed, step), scores)
+    return out
+
+
+def _step(step: Any) -> int:
+    if not isinstance(step, (int, np.integer)) or isinstance(step, bool) or not 0 <= step < 2**64:
         raise _native.InvalidArgumentError(f"`step` has to be an int in [0, 2**64), but is {step!r}")
-    return to_like(_native.sample(_read(scores), _seed(seed), int(step)), scores)
+    return int(step)
 
 
 def greedy(scores: Any) -> Any:

@@ -10,9 +10,7 @@ const V: usize = 50257;
 fn typical_row(seed: u64) -> Vec<f32> {
     let mut s = seed;
     let mut next = || {
-        s = s
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (s >> 33) as usize
     };
     let mut perm: Vec<usize> = (0..V).collect();
@@ -26,23 +24,41 @@ fn typical_row(seed: u64) -> Vec<f32> {
     row
 }
 
+fn flat_row(seed: u64) -> Vec<f32> {
+    // N(0, 0.5) by Box-Muller: entropy ~10.7 nats at V = 50257, like a random-init GPT-2.
+    let mut s = seed;
+    let mut u = || {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    (0..V)
+        .map(|_| (0.5 * (-2.0 * u().ln()).sqrt() * (2.0 * std::f64::consts::PI * u()).cos()) as f32)
+        .collect()
+}
+
 fn bench(c: &mut Criterion) {
+    let flat = flat_row(2);
+    for (name, procs) in [
+        ("flat/top_p_0.95", vec![Processor::top_p(PerRow::All(0.95), f32::NEG_INFINITY, 1).unwrap()]),
+        ("flat/typical_0.9", vec![Processor::typical(0.9, f32::NEG_INFINITY, 1).unwrap()]),
+    ] {
+        let mut p = Pipeline::new(procs);
+        let mut row = flat.clone();
+        let ids: Vec<i64> = vec![];
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                row.copy_from_slice(&flat);
+                p.apply(&ids, 0, &mut row, V).unwrap();
+            })
+        });
+    }
     let base = typical_row(1);
     let ids: Vec<i64> = (0..256).map(|i| (i * 7919 % V) as i64).collect();
     let neg = f32::NEG_INFINITY;
     let cases: Vec<(&str, Vec<Processor>)> = vec![
-        (
-            "top_k_50",
-            vec![Processor::top_k(PerRow::All(50), neg, 1).unwrap()],
-        ),
-        (
-            "top_p_0.95",
-            vec![Processor::top_p(PerRow::All(0.95), neg, 1).unwrap()],
-        ),
-        (
-            "min_p_0.05",
-            vec![Processor::min_p(PerRow::All(0.05), neg, 1).unwrap()],
-        ),
+        ("top_k_50", vec![Processor::top_k(PerRow::All(50), neg, 1).unwrap()]),
+        ("top_p_0.95", vec![Processor::top_p(PerRow::All(0.95), neg, 1).unwrap()]),
+        ("min_p_0.05", vec![Processor::min_p(PerRow::All(0.05), neg, 1).unwrap()]),
         (
             "chain",
             vec![
@@ -65,9 +81,7 @@ fn bench(c: &mut Criterion) {
         });
     }
     let mut out = [0i64];
-    c.bench_function("sample_dense", |b| {
-        b.iter(|| sampling::sample(&base, V, 1, 0, &mut out).unwrap())
-    });
+    c.bench_function("sample_dense", |b| b.iter(|| sampling::sample(&base, V, 1, 0, &mut out).unwrap()));
     c.bench_function("copy_row (floor)", |b| {
         let mut row = base.clone();
         b.iter(|| row.copy_from_slice(&base))

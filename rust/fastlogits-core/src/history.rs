@@ -60,9 +60,7 @@ impl NGramIndex {
         if hist.len() < n {
             return &[];
         }
-        self.followers
-            .get(&hist[hist.len() + 1 - n..])
-            .map_or(&[], |v| v.as_slice())
+        self.followers.get(&hist[hist.len() + 1 - n..]).map_or(&[], |v| v.as_slice())
     }
 }
 
@@ -117,11 +115,7 @@ pub struct RowHistory {
 
 impl RowHistory {
     pub fn new(states: Vec<Option<State>>) -> Self {
-        RowHistory {
-            ids: Vec::new(),
-            vocab: 0,
-            states,
-        }
+        RowHistory { ids: Vec::new(), vocab: 0, states }
     }
 
     /// Brings the stored history and states up to `ids` (already validated to lie in `[0, vocab)`).
@@ -130,16 +124,12 @@ impl RowHistory {
         let old = self.ids.len();
         let extends = vocab == self.vocab
             && ids.len() >= old
-            && ids[..old]
-                .iter()
-                .zip(&self.ids)
-                .all(|(&a, &b)| a.to_i64() == b as i64);
+            && ids[..old].iter().zip(&self.ids).all(|(&a, &b)| a.to_i64() == b as i64);
         if extends {
             if ids.len() == old {
                 return false;
             }
-            self.ids
-                .extend(ids[old..].iter().map(|&t| t.to_i64() as u32));
+            self.ids.extend(ids[old..].iter().map(|&t| t.to_i64() as u32));
             for s in self.states.iter_mut().flatten() {
                 s.extend(&self.ids, old);
             }
@@ -172,10 +162,8 @@ mod tests {
             return vec![];
         }
         let suffix = &hist[l + 1 - n..];
-        let mut out: Vec<u32> = (0..=l - n)
-            .filter(|&p| &hist[p..p + n - 1] == suffix)
-            .map(|p| hist[p + n - 1])
-            .collect();
+        let mut out: Vec<u32> =
+            (0..=l - n).filter(|&p| &hist[p..p + n - 1] == suffix).map(|p| hist[p + n - 1]).collect();
         out.sort();
         out.dedup();
         out
@@ -185,16 +173,11 @@ mod tests {
     fn ngram_incremental_equals_rebuild_and_brute_force() {
         for n in 1..5 {
             let toks: Vec<i64> = (0..200).map(|i| (i * 7 % 5 + i % 3) as i64).collect();
-            let mut inc = RowHistory::new(vec![Some(State::NGram {
-                n,
-                index: NGramIndex::default(),
-            })]);
+            let mut inc = RowHistory::new(vec![Some(State::NGram { n, index: NGramIndex::default() })]);
             for l in 0..toks.len() {
                 let rebuilt = inc.sync(&toks[..l], 10);
                 assert_eq!(rebuilt, l == 0, "l={l}");
-                let Some(State::NGram { index, .. }) = &inc.states[0] else {
-                    unreachable!()
-                };
+                let Some(State::NGram { index, .. }) = &inc.states[0] else { unreachable!() };
                 let mut got = index.banned(&inc.ids, n).to_vec();
                 got.sort();
                 assert_eq!(got, brute_ngram(&inc.ids, n), "n={n} l={l}");
@@ -204,16 +187,11 @@ mod tests {
 
     #[test]
     fn a_different_history_rebuilds() {
-        let mut h = RowHistory::new(vec![Some(State::Distinct {
-            start: 1,
-            set: DistinctTokens::default(),
-        })]);
+        let mut h = RowHistory::new(vec![Some(State::Distinct { start: 1, set: DistinctTokens::default() })]);
         assert!(h.sync(&[1i64, 2, 3], 8));
         assert!(!h.sync(&[1i64, 2, 3, 2], 8));
         assert!(h.sync(&[5i64, 2, 3, 2, 4], 8));
-        let Some(State::Distinct { set, .. }) = &h.states[0] else {
-            unreachable!()
-        };
+        let Some(State::Distinct { set, .. }) = &h.states[0] else { unreachable!() };
         assert_eq!(set.list, vec![2, 3, 4]);
     }
 }

@@ -21,6 +21,7 @@
 //! assert_eq!(scores[3], (2.0f32 / 1.2) / 0.8);
 //! ```
 
+pub mod beam;
 pub mod error;
 pub mod history;
 pub mod kernels;
@@ -65,21 +66,31 @@ impl TokenId for u32 {
 /// Number of rows of a `(B, V)` buffer of `len` elements; rejects `V = 0` and empty batches.
 pub fn batch_of(len: usize, vocab: usize) -> Result<usize> {
     if vocab == 0 {
-        return Err(Error::shape(
-            "scores has V = 0 columns: the vocabulary must not be empty",
-        ));
+        return Err(Error::shape("scores has V = 0 columns: the vocabulary must not be empty"));
     }
     if len % vocab != 0 {
-        return Err(Error::shape(format!(
-            "scores has {len} elements, not a multiple of V = {vocab}"
-        )));
+        return Err(Error::shape(format!("scores has {len} elements, not a multiple of V = {vocab}")));
     }
     if len == 0 {
-        return Err(Error::shape(
-            "scores has no rows: the batch must not be empty",
-        ));
+        return Err(Error::shape("scores has no rows: the batch must not be empty"));
     }
     Ok(len / vocab)
+}
+
+/// The error for row `r` given its scan: NaN / `+inf` (naming the first one), or, with
+/// `need_finite`, a row that is all `-inf`.
+pub fn row_error(r: usize, row: &[f32], scan: kernels::RowScan, need_finite: bool) -> Option<Error> {
+    if scan.invalid {
+        let (c, x) = row.iter().enumerate().find(|(_, x)| x.is_nan() || **x == f32::INFINITY)?;
+        return Some(Error::value(format!(
+            "scores[{r}, {c}] is {}: scores must be finite or -inf",
+            if x.is_nan() { "NaN" } else { "+inf" }
+        )));
+    }
+    if need_finite && scan.max == f32::NEG_INFINITY {
+        return Some(Error::value(format!("row {r} of scores is all -inf: no token is left to choose from")));
+    }
+    None
 }
 
 /// Rejects NaN and `+inf` scores (naming the first one) and, with `need_finite`, rows that are all
@@ -88,48 +99,24 @@ pub fn check_scores(scores: &[f32], vocab: usize, need_finite: bool) -> Result<(
     let batch = batch_of(scores.len(), vocab)?;
     pool::check_all(batch, scores.len(), |r| {
         let row = &scores[r * vocab..(r + 1) * vocab];
-        let scan = kernels::scan_row(row);
-        if scan.invalid {
-            let (c, x) = row
-                .iter()
-                .enumerate()
-                .find(|(_, x)| !(**x < f32::INFINITY))
-                .unwrap();
-            return Err(Error::value(format!(
-                "scores[{r}, {c}] is {}: scores must be finite or -inf",
-                if x.is_nan() { "NaN" } else { "+inf" }
-            )));
-        }
-        if need_finite && scan.max == f32::NEG_INFINITY {
-            return Err(Error::value(format!(
-                "row {r} of scores is all -inf: no token is left to choose from"
-            )));
-        }
-        Ok(())
+        row_error(r, row, kernels::scan_row(row), need_finite).map_or(Ok(()), Err)
     })
 }
 
 /// Checks a `(batch, seq_len)` id buffer: shape, and every id in `[0, vocab)`.
 pub fn check_ids<I: TokenId>(ids: &[I], seq_len: usize, batch: usize, vocab: usize) -> Result<()> {
     if ids.len() != batch * seq_len {
-        let rows = if seq_len == 0 { 0 } else { ids.len() / seq_len };
+        let rows = ids.len().checked_div(seq_len).unwrap_or(0);
         return Err(Error::shape(format!(
             "input_ids has {rows} rows but scores has {batch}: they must have the same batch size"
         )));
     }
     let v = vocab as u64;
     // Negative ids wrap to huge unsigned values, so one comparison checks both bounds.
-    if ids
-        .iter()
-        .fold(true, |ok, &t| ok & ((t.to_i64() as u64) < v))
-    {
+    if ids.iter().fold(true, |ok, &t| ok & ((t.to_i64() as u64) < v)) {
         return Ok(());
     }
-    let (i, t) = ids
-        .iter()
-        .enumerate()
-        .find(|(_, t)| (t.to_i64() as u64) >= v)
-        .unwrap();
+    let (i, t) = ids.iter().enumerate().find(|(_, t)| (t.to_i64() as u64) >= v).unwrap();
     Err(Error::value(format!(
         "input_ids[{}, {}] = {} is outside the vocabulary [0, {vocab})",
         i / seq_len,

@@ -5,6 +5,7 @@ use crate::error::Result;
 use crate::history::RowHistory;
 use crate::processors::Processor;
 use crate::row::{with_scratch, Row};
+use crate::sampling::uniform;
 use crate::{batch_of, check_ids, check_scores, pool, Error, TokenId};
 
 /// Processors in order, plus the per-row history state of the ones that need it.
@@ -18,11 +19,7 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn new(procs: Vec<Processor>) -> Self {
         let uses_history = procs.iter().any(Processor::uses_history);
-        Pipeline {
-            procs,
-            rows: Vec::new(),
-            uses_history,
-        }
+        Pipeline { procs, rows: Vec::new(), uses_history }
     }
 
     pub fn processors(&self) -> &[Processor] {
@@ -47,6 +44,39 @@ impl Pipeline {
         scores: &mut [f32],
         vocab: usize,
     ) -> Result<()> {
+        self.run(ids, seq_len, scores, vocab, None)
+    }
+
+    /// [`Pipeline::apply`], then one token per row drawn from the processed scores with the stream
+    /// `(seed, row, step)`: the tokens [`crate::sampling::sample`] would draw from the written scores, in one
+    /// pass less. Bad input is rejected before anything is written; a row left all `-inf` by the
+    /// processors is an error reported after `scores` has been processed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn apply_and_sample<I: TokenId>(
+        &mut self,
+        ids: &[I],
+        seq_len: usize,
+        scores: &mut [f32],
+        vocab: usize,
+        seed: u64,
+        step: u64,
+        out: &mut [i64],
+    ) -> Result<()> {
+        let batch = batch_of(scores.len(), vocab)?;
+        if out.len() != batch {
+            return Err(Error::shape(format!("the output has {} rows but scores has {batch}", out.len())));
+        }
+        self.run(ids, seq_len, scores, vocab, Some((seed, step, out)))
+    }
+
+    fn run<I: TokenId>(
+        &mut self,
+        ids: &[I],
+        seq_len: usize,
+        scores: &mut [f32],
+        vocab: usize,
+        draw: Option<(u64, u64, &mut [i64])>,
+    ) -> Result<()> {
         let batch = batch_of(scores.len(), vocab)?;
         check_ids(ids, seq_len, batch, vocab)?;
         for p in &self.procs {
@@ -60,9 +90,19 @@ impl Pipeline {
         }
         let procs = &self.procs;
         let uses_history = self.uses_history;
-        let mut work: Vec<(&mut [f32], &mut RowHistory)> =
-            scores.chunks_mut(vocab).zip(self.rows.iter_mut()).collect();
-        pool::for_each_mut(&mut work, batch * vocab, |r, (buf, mem)| {
+        let (seed, step, mut outs) = match draw {
+            Some((seed, step, out)) => (seed, step, out.iter_mut().map(Some).collect()),
+            None => (0, 0, Vec::new()),
+        };
+        outs.resize_with(batch, || None);
+        type Work<'a> = (&'a mut [f32], &'a mut RowHistory, Option<&'a mut i64>, Option<Error>);
+        let mut work: Vec<Work> = scores
+            .chunks_mut(vocab)
+            .zip(self.rows.iter_mut())
+            .zip(outs)
+            .map(|((s, m), o)| (s, m, o, None))
+            .collect();
+        pool::for_each_mut(&mut work, batch * vocab, |r, (buf, mem, out, err)| {
             if uses_history {
                 mem.sync(&ids[r * seq_len..(r + 1) * seq_len], vocab);
             }
@@ -72,10 +112,19 @@ impl Pipeline {
                 for (p, st) in procs.iter().zip(&mem.states) {
                     p.apply(&mut row, r, seq_len, &mem.ids, st.as_ref());
                 }
-                row.finish();
+                match out {
+                    Some(o) => match row.finish_and_sample(r, uniform(seed, r as u64, step)) {
+                        Ok(t) => **o = t as i64,
+                        Err(e) => *err = Some(e),
+                    },
+                    None => row.finish(),
+                }
             });
         });
-        Ok(())
+        match work.into_iter().find_map(|w| w.3) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Reorders the per-row states after a beam step: new row `i` continues old row `src[i]`.
@@ -91,10 +140,7 @@ impl Pipeline {
             )));
         }
         if let Some(&bad) = src.iter().find(|&&s| s >= self.rows.len()) {
-            return Err(Error::value(format!(
-                "reorder index {bad} is outside [0, {})",
-                self.rows.len()
-            )));
+            return Err(Error::value(format!("reorder index {bad} is outside [0, {})", self.rows.len())));
         }
         let old = std::mem::take(&mut self.rows);
         self.rows = src.iter().map(|&s| old[s].clone()).collect();

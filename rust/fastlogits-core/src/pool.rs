@@ -3,7 +3,6 @@
 
 use std::sync::{Arc, OnceLock, RwLock};
 
-use rayon::prelude::*;
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
 use crate::error::{Error, Result};
@@ -32,9 +31,7 @@ fn build(n: usize) -> Result<Arc<ThreadPool>> {
 }
 
 fn cell() -> &'static RwLock<Arc<ThreadPool>> {
-    POOL.get_or_init(|| {
-        RwLock::new(build(default_threads()).expect("starting the fastlogits thread pool"))
-    })
+    POOL.get_or_init(|| RwLock::new(build(default_threads()).expect("starting the fastlogits thread pool")))
 }
 
 /// The current pool.
@@ -52,43 +49,65 @@ pub fn num_threads() -> usize {
 pub fn set_num_threads(n: usize) -> Result<()> {
     let n = if n == 0 { default_threads() } else { n };
     if n > 4096 {
-        return Err(Error::param(format!(
-            "`num_threads` must be in [0, 4096], but is {n}"
-        )));
+        return Err(Error::param(format!("`num_threads` must be in [0, 4096], but is {n}")));
     }
     let p = build(n)?;
     *cell().write().unwrap_or_else(|e| e.into_inner()) = p;
     Ok(())
 }
 
-fn parallel(items: usize, elements: usize) -> bool {
-    items > 1 && elements >= PARALLEL_MIN_ELEMENTS
+/// How many threads a call with `items` rows and `elements` values in all should use.
+fn threads_for(items: usize, elements: usize) -> usize {
+    if items > 1 && elements >= PARALLEL_MIN_ELEMENTS {
+        num_threads().min(items)
+    } else {
+        1
+    }
 }
 
-/// Calls `f(i, item)` for every item; in parallel on the pool when the work (`elements` in all) is
-/// large enough.
-pub fn for_each_mut<T: Send>(
-    items: &mut [T],
-    elements: usize,
-    f: impl Fn(usize, &mut T) + Sync + Send,
-) {
-    if parallel(items.len(), elements) {
-        pool().install(|| items.par_iter_mut().enumerate().for_each(|(i, t)| f(i, t)));
-    } else {
-        items.iter_mut().enumerate().for_each(|(i, t)| f(i, t));
+/// Splits `items` into `threads` contiguous parts and runs `f(first_index, part)` on each: the calling
+/// thread takes the first part itself and the pool the others (one wake-up, no idle caller).
+fn split_run<T: Send>(items: &mut [T], threads: usize, f: &(impl Fn(usize, &mut [T]) + Sync)) {
+    if threads <= 1 {
+        f(0, items);
+        return;
     }
+    let size = items.len().div_ceil(threads);
+    let mut parts = items.chunks_mut(size);
+    let first = parts.next().expect("at least one part");
+    pool().in_place_scope(|s| {
+        for (k, part) in parts.enumerate() {
+            s.spawn(move |_| f((k + 1) * size, part));
+        }
+        f(0, first);
+    });
+}
+
+/// Calls `f(i, item)` for every item; in parallel when the work (`elements` values in all) is large
+/// enough.
+pub fn for_each_mut<T: Send>(items: &mut [T], elements: usize, f: impl Fn(usize, &mut T) + Sync + Send) {
+    let threads = threads_for(items.len(), elements);
+    split_run(items, threads, &|start, part: &mut [T]| {
+        for (j, t) in part.iter_mut().enumerate() {
+            f(start + j, t);
+        }
+    });
 }
 
 /// Checks `f(i)` for `i in 0..n`, in parallel when large enough, and returns the error of the lowest `i`.
-pub fn check_all(
-    n: usize,
-    elements: usize,
-    f: impl Fn(usize) -> Result<()> + Sync + Send,
-) -> Result<()> {
-    if parallel(n, elements) {
-        let errs: Vec<Result<()>> = pool().install(|| (0..n).into_par_iter().map(&f).collect());
-        errs.into_iter().collect()
-    } else {
-        (0..n).try_for_each(f)
+pub fn check_all(n: usize, elements: usize, f: impl Fn(usize) -> Result<()> + Sync + Send) -> Result<()> {
+    let threads = threads_for(n, elements);
+    if threads <= 1 {
+        return (0..n).try_for_each(f);
     }
+    let mut results: Vec<Result<()>> = (0..n).map(|_| Ok(())).collect();
+    split_run(&mut results, threads, &|start, part: &mut [Result<()>]| {
+        for (j, r) in part.iter_mut().enumerate() {
+            *r = f(start + j);
+            if r.is_err() {
+                break; // later rows of this part cannot hold a lower index
+            }
+        }
+    });
+    results.into_iter().collect()
 }

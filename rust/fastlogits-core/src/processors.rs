@@ -71,16 +71,12 @@ impl SequenceBias {
     /// Python dict. `name` is the argument named in errors.
     pub fn new(entries: Vec<(Vec<u32>, f32)>, name: &str) -> Result<Self> {
         if entries.is_empty() {
-            return Err(Error::param(format!(
-                "`{name}` has to be a non-empty list, but is empty"
-            )));
+            return Err(Error::param(format!("`{name}` has to be a non-empty list, but is empty")));
         }
         let mut uniq: Vec<(Vec<u32>, f32)> = Vec::with_capacity(entries.len());
         for (seq, bias) in entries {
             if seq.is_empty() {
-                return Err(Error::param(format!(
-                    "`{name}` contains an empty token sequence"
-                )));
+                return Err(Error::param(format!("`{name}` contains an empty token sequence")));
             }
             if bias.is_nan() || bias == f32::INFINITY {
                 return Err(Error::param(format!(
@@ -92,11 +88,7 @@ impl SequenceBias {
                 None => uniq.push((seq, bias)),
             }
         }
-        let max_id = uniq
-            .iter()
-            .flat_map(|(s, _)| s.iter().copied())
-            .max()
-            .unwrap_or(0);
+        let max_id = uniq.iter().flat_map(|(s, _)| s.iter().copied()).max().unwrap_or(0);
         let mut single = Vec::new();
         let mut groups: Vec<Vec<(Vec<u32>, u32, f32)>> = Vec::new();
         for (seq, bias) in uniq {
@@ -110,11 +102,7 @@ impl SequenceBias {
                 }
             }
         }
-        Ok(SequenceBias {
-            single,
-            groups,
-            max_id,
-        })
+        Ok(SequenceBias { single, groups, max_id })
     }
 
     fn apply(&self, row: &mut Row, hist: &[u32]) {
@@ -129,11 +117,7 @@ impl SequenceBias {
                 continue;
             }
             let suffix = &hist[hist.len() - pl..];
-            contrib.extend(
-                g.iter()
-                    .filter(|(p, _, _)| p == suffix)
-                    .map(|(_, t, b)| (*t, *b)),
-            );
+            contrib.extend(g.iter().filter(|(p, _, _)| p == suffix).map(|(_, t, b)| (*t, *b)));
         }
         if contrib.len() > singles_only {
             // A token can get several biases: sum them in transformers' order before adding.
@@ -160,40 +144,17 @@ pub enum Processor {
     /// `TopKLogitsWarper`; `k` is `max(top_k, min_tokens_to_keep)`.
     TopK { k: PerRow<usize>, filter: f32 },
     /// `TopPLogitsWarper`.
-    TopP {
-        p: PerRow<f64>,
-        filter: f32,
-        min_keep: usize,
-    },
+    TopP { p: PerRow<f64>, filter: f32, min_keep: usize },
     /// `MinPLogitsWarper`.
-    MinP {
-        p: PerRow<f64>,
-        filter: f32,
-        min_keep: usize,
-    },
+    MinP { p: PerRow<f64>, filter: f32, min_keep: usize },
     /// `TypicalLogitsWarper`.
-    Typical {
-        mass: f64,
-        filter: f32,
-        min_keep: usize,
-    },
+    Typical { mass: f64, filter: f32, min_keep: usize },
     /// `EpsilonLogitsWarper`.
-    Epsilon {
-        eps: f64,
-        filter: f32,
-        min_keep: usize,
-    },
+    Epsilon { eps: f64, filter: f32, min_keep: usize },
     /// `EtaLogitsWarper`.
-    Eta {
-        eps: f64,
-        filter: f32,
-        min_keep: usize,
-    },
+    Eta { eps: f64, filter: f32, min_keep: usize },
     /// `RepetitionPenaltyLogitsProcessor`: positions `< ignore` (prompt / left padding) are skipped.
-    RepetitionPenalty {
-        penalty: PerRow<f32>,
-        ignore: PerRow<usize>,
-    },
+    RepetitionPenalty { penalty: PerRow<f32>, ignore: PerRow<usize> },
     /// OpenAI / vLLM presence penalty: `-penalty` for every token generated at least once
     /// (positions `>= prompt_len`).
     PresencePenalty { penalty: f32, prompt_len: usize },
@@ -208,28 +169,18 @@ pub enum Processor {
     /// `MinLengthLogitsProcessor`: EOS banned while the history is shorter than `min_length`.
     MinLength { min_length: usize, eos: Vec<u32> },
     /// `MinNewTokensLengthLogitsProcessor`.
-    MinNewTokens {
-        prompt_len: usize,
-        min_new: usize,
-        eos: Vec<u32>,
-    },
+    MinNewTokens { prompt_len: usize, min_new: usize, eos: Vec<u32> },
     /// `SuppressTokensLogitsProcessor`.
     SuppressTokens(Vec<u32>),
     /// `SuppressTokensAtBeginLogitsProcessor`: applies when the history length equals `begin`.
     SuppressTokensAtBegin { tokens: Vec<u32>, begin: usize },
     /// `ExponentialDecayLengthPenalty`; `start` already includes the prompt length.
-    ExponentialDecay {
-        start: i64,
-        factor: f64,
-        eos: Vec<u32>,
-    },
+    ExponentialDecay { start: i64, factor: f64, eos: Vec<u32> },
 }
 
 fn check_filter(filter: f32) -> Result<f32> {
     if filter.is_nan() || filter == f32::INFINITY {
-        return Err(Error::param(format!(
-            "`filter_value` must be a finite float or -inf, but is {filter}"
-        )));
+        return Err(Error::param(format!("`filter_value` must be a finite float or -inf, but is {filter}")));
     }
     Ok(filter)
 }
@@ -247,9 +198,7 @@ fn token_ids(ids: &[i64], name: &str) -> Result<Vec<u32>> {
     ids.iter()
         .map(|&t| {
             u32::try_from(t).map_err(|_| {
-                Error::param(format!(
-                    "`{name}` has to be a list of non-negative integers, but contains {t}"
-                ))
+                Error::param(format!("`{name}` has to be a list of non-negative integers, but contains {t}"))
             })
         })
         .collect()
@@ -258,9 +207,7 @@ fn token_ids(ids: &[i64], name: &str) -> Result<Vec<u32>> {
 /// EOS ids, deduplicated (they are only ever used as a set).
 fn eos_ids(eos: &[i64]) -> Result<Vec<u32>> {
     if eos.is_empty() {
-        return Err(Error::param(
-            "`eos_token_id` must hold at least one token id",
-        ));
+        return Err(Error::param("`eos_token_id` must hold at least one token id"));
     }
     let mut ids = token_ids(eos, "eos_token_id")?;
     let mut seen = Vec::with_capacity(ids.len());
@@ -275,7 +222,7 @@ fn eos_ids(eos: &[i64]) -> Result<Vec<u32>> {
 impl Processor {
     pub fn temperature(t: PerRow<f64>) -> Result<Self> {
         Ok(Processor::Temperature(t.try_map(|t| {
-            if !(t > 0.0) || !t.is_finite() {
+            if !t.is_finite() || t <= 0.0 {
                 let mut msg = format!(
                     "`temperature` (={t}) has to be a strictly positive float, otherwise your next token scores will be invalid."
                 );
@@ -308,9 +255,7 @@ impl Processor {
         Ok(Processor::TopP {
             p: p.try_map(|p| {
                 if !(0.0..=1.0).contains(&p) {
-                    return Err(Error::param(format!(
-                        "`top_p` has to be a float > 0 and < 1, but is {p}"
-                    )));
+                    return Err(Error::param(format!("`top_p` has to be a float > 0 and < 1, but is {p}")));
                 }
                 Ok(p)
             })?,
@@ -336,15 +281,9 @@ impl Processor {
 
     pub fn typical(mass: f64, filter: f32, min_keep: i64) -> Result<Self> {
         if !(mass > 0.0 && mass < 1.0) {
-            return Err(Error::param(format!(
-                "`typical_p` has to be a float > 0 and < 1, but is {mass}"
-            )));
+            return Err(Error::param(format!("`typical_p` has to be a float > 0 and < 1, but is {mass}")));
         }
-        Ok(Processor::Typical {
-            mass,
-            filter: check_filter(filter)?,
-            min_keep: check_min_keep(min_keep)?,
-        })
+        Ok(Processor::Typical { mass, filter: check_filter(filter)?, min_keep: check_min_keep(min_keep)? })
     }
 
     pub fn epsilon(eps: f64, filter: f32, min_keep: i64) -> Result<Self> {
@@ -353,30 +292,20 @@ impl Processor {
                 "`epsilon_cutoff` has to be a float > 0 and < 1, but is {eps}"
             )));
         }
-        Ok(Processor::Epsilon {
-            eps,
-            filter: check_filter(filter)?,
-            min_keep: check_min_keep(min_keep)?,
-        })
+        Ok(Processor::Epsilon { eps, filter: check_filter(filter)?, min_keep: check_min_keep(min_keep)? })
     }
 
     pub fn eta(eps: f64, filter: f32, min_keep: i64) -> Result<Self> {
         if !(eps > 0.0 && eps < 1.0) {
-            return Err(Error::param(format!(
-                "`eta_cutoff` has to be a float > 0 and < 1, but is {eps}"
-            )));
+            return Err(Error::param(format!("`eta_cutoff` has to be a float > 0 and < 1, but is {eps}")));
         }
-        Ok(Processor::Eta {
-            eps,
-            filter: check_filter(filter)?,
-            min_keep: check_min_keep(min_keep)?,
-        })
+        Ok(Processor::Eta { eps, filter: check_filter(filter)?, min_keep: check_min_keep(min_keep)? })
     }
 
     pub fn repetition_penalty(penalty: PerRow<f64>, ignore: PerRow<i64>) -> Result<Self> {
         Ok(Processor::RepetitionPenalty {
             penalty: penalty.try_map(|p| {
-                if !(p > 0.0) || !p.is_finite() {
+                if !p.is_finite() || p <= 0.0 {
                     return Err(Error::param(format!(
                         "`penalty` has to be a strictly positive float, but is {p}"
                     )));
@@ -385,9 +314,7 @@ impl Processor {
             })?,
             ignore: ignore.try_map(|n| {
                 usize::try_from(n).map_err(|_| {
-                    Error::param(format!(
-                        "`prompt_ignore_length` has to be a positive integer, but is {n}"
-                    ))
+                    Error::param(format!("`prompt_ignore_length` has to be a positive integer, but is {n}"))
                 })
             })?,
         })
@@ -395,32 +322,22 @@ impl Processor {
 
     fn openai_penalty(name: &str, penalty: f64, prompt_len: i64) -> Result<(f32, usize)> {
         if !(-2.0..=2.0).contains(&penalty) {
-            return Err(Error::param(format!(
-                "`{name}` has to be a float in [-2, 2], but is {penalty}"
-            )));
+            return Err(Error::param(format!("`{name}` has to be a float in [-2, 2], but is {penalty}")));
         }
         let prompt_len = usize::try_from(prompt_len).map_err(|_| {
-            Error::param(format!(
-                "`prompt_length` has to be a non-negative integer, but is {prompt_len}"
-            ))
+            Error::param(format!("`prompt_length` has to be a non-negative integer, but is {prompt_len}"))
         })?;
         Ok((penalty as f32, prompt_len))
     }
 
     pub fn presence_penalty(penalty: f64, prompt_len: i64) -> Result<Self> {
         let (penalty, prompt_len) = Self::openai_penalty("presence_penalty", penalty, prompt_len)?;
-        Ok(Processor::PresencePenalty {
-            penalty,
-            prompt_len,
-        })
+        Ok(Processor::PresencePenalty { penalty, prompt_len })
     }
 
     pub fn frequency_penalty(penalty: f64, prompt_len: i64) -> Result<Self> {
         let (penalty, prompt_len) = Self::openai_penalty("frequency_penalty", penalty, prompt_len)?;
-        Ok(Processor::FrequencyPenalty {
-            penalty,
-            prompt_len,
-        })
+        Ok(Processor::FrequencyPenalty { penalty, prompt_len })
     }
 
     pub fn no_repeat_ngram(n: i64) -> Result<Self> {
@@ -438,23 +355,15 @@ impl Processor {
             .into_iter()
             .map(|(s, b)| Ok((token_ids(&s, "sequence_bias")?, b as f32)))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Processor::SequenceBias(SequenceBias::new(
-            entries,
-            "sequence_bias",
-        )?))
+        Ok(Processor::SequenceBias(SequenceBias::new(entries, "sequence_bias")?))
     }
 
     /// transformers `NoBadWordsLogitsProcessor`: single-token entries equal to an EOS id are dropped.
     pub fn bad_words(bad_words_ids: Vec<Vec<i64>>, eos: Option<Vec<i64>>) -> Result<Self> {
         if bad_words_ids.is_empty() {
-            return Err(Error::param(
-                "`bad_words_ids` has to be a non-empty list, but is []",
-            ));
+            return Err(Error::param("`bad_words_ids` has to be a non-empty list, but is []"));
         }
-        let eos = eos
-            .map(|e| token_ids(&e, "eos_token_id"))
-            .transpose()?
-            .unwrap_or_default();
+        let eos = eos.map(|e| token_ids(&e, "eos_token_id")).transpose()?.unwrap_or_default();
         let mut entries = Vec::new();
         for w in bad_words_ids {
             let w = token_ids(&w, "bad_words_ids")?;
@@ -468,10 +377,7 @@ impl Processor {
                 "`sequence_bias` has to be a non-empty dictionary, or non-empty list of lists but is {}.",
             ));
         }
-        Ok(Processor::SequenceBias(SequenceBias::new(
-            entries,
-            "bad_words_ids",
-        )?))
+        Ok(Processor::SequenceBias(SequenceBias::new(entries, "bad_words_ids")?))
     }
 
     pub fn logit_bias(bias: Vec<(i64, f64)>) -> Result<Self> {
@@ -497,21 +403,13 @@ impl Processor {
                 "`min_length` has to be a non-negative integer, but is {min_length}"
             )));
         }
-        Ok(Processor::MinLength {
-            min_length: min_length as usize,
-            eos: eos_ids(eos)?,
-        })
+        Ok(Processor::MinLength { min_length: min_length as usize, eos: eos_ids(eos)? })
     }
 
     pub fn min_new_tokens(prompt_len: i64, min_new: i64, eos: &[i64]) -> Result<Self> {
-        for (name, v) in [
-            ("prompt_length_to_skip", prompt_len),
-            ("min_new_tokens", min_new),
-        ] {
+        for (name, v) in [("prompt_length_to_skip", prompt_len), ("min_new_tokens", min_new)] {
             if v < 0 {
-                return Err(Error::param(format!(
-                    "`{name}` has to be a positive integer, but is {v}"
-                )));
+                return Err(Error::param(format!("`{name}` has to be a positive integer, but is {v}")));
             }
         }
         Ok(Processor::MinNewTokens {
@@ -522,32 +420,19 @@ impl Processor {
     }
 
     pub fn suppress_tokens(tokens: &[i64]) -> Result<Self> {
-        Ok(Processor::SuppressTokens(token_ids(
-            tokens,
-            "suppress_tokens",
-        )?))
+        Ok(Processor::SuppressTokens(token_ids(tokens, "suppress_tokens")?))
     }
 
     pub fn suppress_tokens_at_begin(tokens: &[i64], begin: i64) -> Result<Self> {
         let begin = usize::try_from(begin).map_err(|_| {
-            Error::param(format!(
-                "`begin_index` has to be a non-negative integer, but is {begin}"
-            ))
+            Error::param(format!("`begin_index` has to be a non-negative integer, but is {begin}"))
         })?;
-        Ok(Processor::SuppressTokensAtBegin {
-            tokens: token_ids(tokens, "begin_suppress_tokens")?,
-            begin,
-        })
+        Ok(Processor::SuppressTokensAtBegin { tokens: token_ids(tokens, "begin_suppress_tokens")?, begin })
     }
 
     /// `start` and `factor` are transformers' `exponential_decay_length_penalty` tuple; `prompt_len` is
     /// its `input_ids_seq_length`.
-    pub fn exponential_decay(
-        start: i64,
-        factor: f64,
-        eos: &[i64],
-        prompt_len: i64,
-    ) -> Result<Self> {
+    pub fn exponential_decay(start: i64, factor: f64, eos: &[i64], prompt_len: i64) -> Result<Self> {
         if !factor.is_finite() {
             return Err(Error::param(format!(
                 "`exponential_decay_length_penalty` factor has to be a finite float, but is {factor}"
@@ -580,19 +465,14 @@ impl Processor {
     /// A fresh per-row state for processors that keep one.
     pub fn new_state(&self, row: usize) -> Option<State> {
         match self {
-            Processor::RepetitionPenalty { ignore, .. } => Some(State::Distinct {
-                start: ignore.get(row),
-                set: DistinctTokens::default(),
-            }),
+            Processor::RepetitionPenalty { ignore, .. } => {
+                Some(State::Distinct { start: ignore.get(row), set: DistinctTokens::default() })
+            }
             Processor::PresencePenalty { prompt_len, .. }
-            | Processor::FrequencyPenalty { prompt_len, .. } => Some(State::Counts {
-                start: *prompt_len,
-                counts: TokenCounts::default(),
-            }),
-            Processor::NoRepeatNGram { n } => Some(State::NGram {
-                n: *n,
-                index: NGramIndex::default(),
-            }),
+            | Processor::FrequencyPenalty { prompt_len, .. } => {
+                Some(State::Counts { start: *prompt_len, counts: TokenCounts::default() })
+            }
+            Processor::NoRepeatNGram { n } => Some(State::NGram { n: *n, index: NGramIndex::default() }),
             _ => None,
         }
     }
@@ -614,12 +494,7 @@ impl Processor {
                         .single
                         .iter()
                         .map(|e| e.0)
-                        .chain(
-                            sb.groups
-                                .iter()
-                                .flatten()
-                                .flat_map(|(p, t, _)| p.iter().copied().chain([*t])),
-                        )
+                        .chain(sb.groups.iter().flatten().flat_map(|(p, t, _)| p.iter().copied().chain([*t])))
                         .filter(|&t| t as usize >= vocab)
                         .collect();
                     bad.dedup();
@@ -632,9 +507,7 @@ impl Processor {
             Processor::LogitBias(b) => in_vocab("logit_bias", b.iter().map(|e| e.0), vocab),
             Processor::MinLength { eos, .. }
             | Processor::MinNewTokens { eos, .. }
-            | Processor::ExponentialDecay { eos, .. } => {
-                in_vocab("eos_token_id", eos.iter().copied(), vocab)
-            }
+            | Processor::ExponentialDecay { eos, .. } => in_vocab("eos_token_id", eos.iter().copied(), vocab),
             Processor::SuppressTokens(t) => in_vocab("suppress_tokens", t.iter().copied(), vocab),
             Processor::SuppressTokensAtBegin { tokens, .. } => {
                 in_vocab("begin_suppress_tokens", tokens.iter().copied(), vocab)
@@ -645,42 +518,15 @@ impl Processor {
 
     /// Applies the processor to one row. `row_index` selects per-row parameters; `len` is the history
     /// length; `hist` and `state` are maintained by the pipeline for processors that use them.
-    pub fn apply(
-        &self,
-        row: &mut Row,
-        row_index: usize,
-        len: usize,
-        hist: &[u32],
-        state: Option<&State>,
-    ) {
+    pub fn apply(&self, row: &mut Row, row_index: usize, len: usize, hist: &[u32], state: Option<&State>) {
         match self {
             Processor::Temperature(t) => row.temperature(t.get(row_index)),
             Processor::TopK { k, filter } => row.top_k(k.get(row_index), *filter),
-            Processor::TopP {
-                p,
-                filter,
-                min_keep,
-            } => row.top_p(p.get(row_index), *filter, *min_keep),
-            Processor::MinP {
-                p,
-                filter,
-                min_keep,
-            } => row.min_p(p.get(row_index), *filter, *min_keep),
-            Processor::Typical {
-                mass,
-                filter,
-                min_keep,
-            } => row.typical(*mass, *filter, *min_keep),
-            Processor::Epsilon {
-                eps,
-                filter,
-                min_keep,
-            } => row.prob_floor(|_| *eps, *filter, *min_keep),
-            Processor::Eta {
-                eps,
-                filter,
-                min_keep,
-            } => {
+            Processor::TopP { p, filter, min_keep } => row.top_p(p.get(row_index), *filter, *min_keep),
+            Processor::MinP { p, filter, min_keep } => row.min_p(p.get(row_index), *filter, *min_keep),
+            Processor::Typical { mass, filter, min_keep } => row.typical(*mass, *filter, *min_keep),
+            Processor::Epsilon { eps, filter, min_keep } => row.prob_floor(|_| *eps, *filter, *min_keep),
+            Processor::Eta { eps, filter, min_keep } => {
                 // transformers computes eta in float32 from a float32 epsilon.
                 let e = *eps as f32;
                 row.prob_floor(
@@ -693,9 +539,7 @@ impl Processor {
                 )
             }
             Processor::RepetitionPenalty { penalty, .. } => {
-                let Some(State::Distinct { set, .. }) = state else {
-                    unreachable!()
-                };
+                let Some(State::Distinct { set, .. }) = state else { unreachable!() };
                 let p = penalty.get(row_index);
                 let v = row.values();
                 for &t in &set.list {
@@ -704,27 +548,21 @@ impl Processor {
                 }
             }
             Processor::PresencePenalty { penalty, .. } => {
-                let Some(State::Counts { counts, .. }) = state else {
-                    unreachable!()
-                };
+                let Some(State::Counts { counts, .. }) = state else { unreachable!() };
                 let v = row.values();
                 for &t in counts.counts.keys() {
                     v[t as usize] -= *penalty;
                 }
             }
             Processor::FrequencyPenalty { penalty, .. } => {
-                let Some(State::Counts { counts, .. }) = state else {
-                    unreachable!()
-                };
+                let Some(State::Counts { counts, .. }) = state else { unreachable!() };
                 let v = row.values();
                 for (&t, &c) in &counts.counts {
                     v[t as usize] -= *penalty * c as f32;
                 }
             }
             Processor::NoRepeatNGram { n } => {
-                let Some(State::NGram { index, .. }) = state else {
-                    unreachable!()
-                };
+                let Some(State::NGram { index, .. }) = state else { unreachable!() };
                 let banned = index.banned(hist, *n);
                 if !banned.is_empty() {
                     let v = row.values();
@@ -745,11 +583,7 @@ impl Processor {
                     ban(row, eos);
                 }
             }
-            Processor::MinNewTokens {
-                prompt_len,
-                min_new,
-                eos,
-            } => {
+            Processor::MinNewTokens { prompt_len, min_new, eos } => {
                 if (len as i64 - *prompt_len as i64) < *min_new as i64 {
                     ban(row, eos);
                 }
@@ -784,9 +618,9 @@ impl Processor {
 
 fn in_vocab(name: &str, mut ids: impl Iterator<Item = u32>, vocab: usize) -> Result<()> {
     match ids.find(|&t| t as usize >= vocab) {
-        Some(t) => Err(Error::value(format!(
-            "`{name}` contains token id {t}, outside the vocabulary [0, {vocab})"
-        ))),
+        Some(t) => {
+            Err(Error::value(format!("`{name}` contains token id {t}, outside the vocabulary [0, {vocab})")))
+        }
         None => Ok(()),
     }
 }

@@ -17,12 +17,10 @@
 
 use std::cell::RefCell;
 
-use crate::kernels::{
-    count_at_least, div_inplace, exp_into, exp_into_xe, mask_below, row_max, ExpStats,
-};
+use crate::kernels::{count_at_least, div_inplace, exp_into, exp_into_xe, mask_below, row_max, ExpStats};
 use crate::select::{
-    boundary_by_mass, bucket_of, collect_at_least, kth_largest, lowered, top_candidates, Cand,
-    Histogram, MassItem,
+    boundary_by_mass, buckets_below_max, buckets_typical, collect_at_least, kth_largest, lowered,
+    top_candidates, typical_key, Cand, Histogram, MassItem,
 };
 
 const NEG_INF: f32 = f32::NEG_INFINITY;
@@ -58,9 +56,7 @@ pub fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
 
 /// Softmax statistics of a list of (logical) values, in f64: `(max, e_i, sum, sum e*l)`.
 fn sparse_stats(kept: &[Cand], items: &mut Vec<MassItem>) -> (f32, ExpStats) {
-    let vmax = kept
-        .iter()
-        .fold(NEG_INF, |m, c| if c.1 > m { c.1 } else { m });
+    let vmax = kept.iter().fold(NEG_INF, |m, c| if c.1 > m { c.1 } else { m });
     items.clear();
     let mut sum = 0.0f64;
     let mut sum_xe = 0.0f64;
@@ -69,10 +65,7 @@ fn sparse_stats(kept: &[Cand], items: &mut Vec<MassItem>) -> (f32, ExpStats) {
         let e = l.exp();
         sum += e;
         sum_xe += e * l;
-        items.push(MassItem {
-            key: 0.0,
-            e: e as f32,
-        });
+        items.push(MassItem { key: 0.0, e: e as f32 });
     }
     (vmax, ExpStats { sum, sum_xe })
 }
@@ -88,12 +81,7 @@ pub struct Row<'a> {
 
 impl<'a> Row<'a> {
     pub fn new(buf: &'a mut [f32], s: &'a mut Scratch) -> Self {
-        Row {
-            buf,
-            pending_t: None,
-            sparse: false,
-            s,
-        }
+        Row { buf, pending_t: None, sparse: false, s }
     }
 
     fn vocab(&self) -> usize {
@@ -121,6 +109,25 @@ impl<'a> Row<'a> {
             div_inplace(self.buf, t);
         }
         self.pending_t = None;
+    }
+
+    /// Writes the row out and draws a token from its softmax with the uniform `u`: the same token as
+    /// [`crate::sampling::sample_row`] on the written row, without reading the row again when it is sparse.
+    pub fn finish_and_sample(&mut self, r: usize, u: f64) -> crate::Result<usize> {
+        if self.sparse && self.s.kept.len() <= crate::sampling::sparse_cap(self.vocab()) {
+            self.finish();
+            let kept = &mut self.s.kept;
+            kept.sort_unstable_by_key(|c| c.0); // the index order a scan of the row finds them in
+            let max = kept.iter().fold(NEG_INF, |m, c| if c.1 > m { c.1 } else { m });
+            if max == NEG_INF {
+                return Err(crate::Error::value(format!(
+                    "row {r} of scores is all -inf: no token is left to choose from"
+                )));
+            }
+            return Ok(crate::sampling::draw_among(kept, max, u));
+        }
+        self.finish();
+        crate::sampling::sample_row(r, self.buf, u, self.s)
     }
 
     /// The logical values, for point updates (penalties, bans, biases).
@@ -246,16 +253,18 @@ impl<'a> Row<'a> {
         self.s.e.resize(v, 0.0);
         let target = frac * exp_into(self.buf, max, inv_t, &mut self.s.e);
         let s = &mut *self.s;
-        // Fast path: the crossing usually lies among the few hundred most likely tokens.
+        // Fast path: the crossing usually lies among the few hundred most likely tokens. Each token's
+        // mass is at most 1 (relative to the maximum), so m tokens cannot reach a target above m.
         let m = TOP_P_FAST.max(min_keep).min(v);
-        let kth = top_candidates(self.buf, m, false, &mut s.cands);
-        let cand_mass: f64 = s.cands.iter().map(|c| s.e[c.0 as usize] as f64).sum();
+        let (kth, cand_mass) = if target <= m as f64 {
+            let kth = top_candidates(self.buf, m, false, &mut s.cands);
+            (kth, s.cands.iter().map(|c| s.e[c.0 as usize] as f64).sum::<f64>())
+        } else {
+            (0.0, 0.0) // a finite kth with no mass: go to the histogram
+        };
         let boundary = if kth == NEG_INF || cand_mass >= target {
             s.items.clear();
-            s.items.extend(s.cands.iter().map(|c| MassItem {
-                key: -c.1,
-                e: s.e[c.0 as usize],
-            }));
+            s.items.extend(s.cands.iter().map(|c| MassItem { key: -c.1, e: s.e[c.0 as usize] }));
             boundary_by_mass(&mut s.items, 0.0, 0, target, min_keep).or_else(|| {
                 if kth == NEG_INF {
                     None
@@ -265,27 +274,14 @@ impl<'a> Row<'a> {
             })
         } else {
             // Mass histogram over "nats below the maximum"; only the crossing bucket is sorted.
-            s.hist.reset();
-            for (&x, &e) in self.buf.iter().zip(&s.e) {
-                if x > NEG_INF {
-                    s.hist.add(bucket_of((max - x) * inv_t), e);
-                }
-            }
+            buckets_below_max(self.buf, max, inv_t, s.hist.prepare(v));
+            s.hist.build(&s.e);
             s.hist.crossing(target, min_keep).and_then(|cr| {
                 s.items.clear();
-                for (&x, &e) in self.buf.iter().zip(&s.e) {
-                    if x > NEG_INF && bucket_of((max - x) * inv_t) == cr.bucket {
-                        s.items.push(MassItem { key: -x, e });
-                    }
-                }
-                boundary_by_mass(
-                    &mut s.items,
-                    cr.mass_before,
-                    cr.count_before,
-                    target,
-                    min_keep,
-                )
-                .or_else(|| s.items.last().map(|it| it.key))
+                let (buf, e) = (&*self.buf, &s.e);
+                s.items.extend(s.hist.members(cr.bucket).map(|i| MassItem { key: -buf[i], e: e[i] }));
+                boundary_by_mass(&mut s.items, cr.mass_before, cr.count_before, target, min_keep)
+                    .or_else(|| s.items.last().map(|it| it.key))
             })
         };
         // No boundary: every finite token is kept (and -inf ones still get the filter value).
@@ -392,40 +388,21 @@ impl<'a> Row<'a> {
         let mu = (st.sum_xe / st.sum) as f32;
         let target = mass * st.sum;
         let s = &mut *self.s;
-        s.hist.reset();
-        for (&x, &e) in self.buf.iter().zip(&s.e) {
-            if x > NEG_INF {
-                s.hist.add(bucket_of(typical_key(x, max, inv_t, mu)), e);
-            }
-        }
+        buckets_typical(self.buf, max, inv_t, mu, s.hist.prepare(v));
+        s.hist.build(&s.e);
         let Some(cr) = s.hist.crossing(target, min_keep) else {
             return; // transformers clamps the boundary to the last token: nothing is removed
         };
         s.items.clear();
-        for (&x, &e) in self.buf.iter().zip(&s.e) {
-            if x > NEG_INF {
-                let key = typical_key(x, max, inv_t, mu);
-                if bucket_of(key) == cr.bucket {
-                    s.items.push(MassItem { key, e });
-                }
-            }
-        }
-        let kb = boundary_by_mass(
-            &mut s.items,
-            cr.mass_before,
-            cr.count_before,
-            target,
-            min_keep,
-        )
-        .or_else(|| s.items.last().map(|it| it.key))
-        .unwrap_or(f32::INFINITY);
+        let (buf, e) = (&*self.buf, &s.e);
+        s.items.extend(
+            s.hist.members(cr.bucket).map(|i| MassItem { key: typical_key(buf[i], max, inv_t, mu), e: e[i] }),
+        );
+        let kb = boundary_by_mass(&mut s.items, cr.mass_before, cr.count_before, target, min_keep)
+            .or_else(|| s.items.last().map(|it| it.key))
+            .unwrap_or(f32::INFINITY);
         mask_typical(self.buf, max, inv_t, mu, kb, filter);
     }
-}
-
-#[inline(always)]
-fn typical_key(x: f32, max: f32, inv_t: f32, mu: f32) -> f32 {
-    ((x - max) * inv_t - mu).abs()
 }
 
 crate::kernels::dispatch_fn! {

@@ -7,7 +7,7 @@
 use crate::error::{Error, Result};
 use crate::kernels::{exp_into, row_max, scan_row, LANES};
 use crate::row::{with_scratch, Scratch};
-use crate::select::{collect_at_least, top_candidates, Cand};
+use crate::select::{scan_finite, top_candidates, Cand};
 use crate::{batch_of, check_scores, pool};
 
 /// Philox4x32 with 10 rounds (Salmon et al., SC'11), as in Random123, numpy and JAX.
@@ -20,12 +20,7 @@ pub fn philox4x32(ctr: [u32; 4], key: [u32; 2]) -> [u32; 4] {
     for _ in 0..10 {
         let p0 = M0 * c[0] as u64;
         let p1 = M1 * c[2] as u64;
-        c = [
-            (p1 >> 32) as u32 ^ c[1] ^ k[0],
-            p1 as u32,
-            (p0 >> 32) as u32 ^ c[3] ^ k[1],
-            p0 as u32,
-        ];
+        c = [(p1 >> 32) as u32 ^ c[1] ^ k[0], p1 as u32, (p0 >> 32) as u32 ^ c[3] ^ k[1], p0 as u32];
         k = [k[0].wrapping_add(W0), k[1].wrapping_add(W1)];
     }
     c
@@ -34,13 +29,9 @@ pub fn philox4x32(ctr: [u32; 4], key: [u32; 2]) -> [u32; 4] {
 /// Two independent uniforms in `[0, 1)` with 53 random bits each, for `(seed, stream, step, index)`.
 pub fn uniforms(seed: u64, stream: u64, step: u64, index: u32) -> [f64; 2] {
     let stream = stream as u32; // rows / beams: far below 2^32
-    let o = philox4x32(
-        [index, step as u32, (step >> 32) as u32, stream],
-        [seed as u32, (seed >> 32) as u32],
-    );
-    let to = |hi: u32, lo: u32| {
-        ((((hi as u64) << 32) | lo as u64) >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    };
+    let o = philox4x32([index, step as u32, (step >> 32) as u32, stream], [seed as u32, (seed >> 32) as u32]);
+    let to =
+        |hi: u32, lo: u32| ((((hi as u64) << 32) | lo as u64) >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
     [to(o[0], o[1]), to(o[2], o[3])]
 }
 
@@ -77,15 +68,24 @@ crate::kernels::dispatch_fn! {
     }
 }
 
-/// Index drawn from `softmax(row)` with the uniform `u`. The row has a finite maximum `max`.
-pub fn draw_row(row: &[f32], max: f32, u: f64, s: &mut Scratch) -> usize {
-    // Sparse rows (after top-k / top-p): only the finite entries matter.
-    let cap = (row.len() / 16).max(32);
-    if collect_at_least(row, f32::NEG_INFINITY, cap, &mut s.cands) {
-        return draw_among(&s.cands, max, u);
+/// Rows with at most this many finite entries are drawn from the list of those entries; denser rows by
+/// a two-level walk over the whole row.
+pub fn sparse_cap(vocab: usize) -> usize {
+    (vocab / 16).max(32)
+}
+
+/// Index drawn from `softmax(row)` with the uniform `u`; `Err` if the row holds NaN / `+inf` or is all
+/// `-inf` (`r` names the row in the message). Reads the row once when it is sparse.
+pub fn sample_row(r: usize, row: &[f32], u: f64, s: &mut Scratch) -> Result<usize> {
+    let (scan, complete) = scan_finite(row, sparse_cap(row.len()), &mut s.cands);
+    if let Some(e) = crate::row_error(r, row, scan, true) {
+        return Err(e);
+    }
+    if complete {
+        return Ok(draw_among(&s.cands, scan.max, u));
     }
     s.e.resize(row.len(), 0.0);
-    exp_into(row, max, 1.0, &mut s.e);
+    exp_into(row, scan.max, 1.0, &mut s.e);
     let mut sums = std::mem::take(&mut s.sums);
     block_sums(&s.e, &mut sums);
     let total: f64 = sums.iter().sum();
@@ -107,10 +107,11 @@ pub fn draw_row(row: &[f32], max: f32, u: f64, s: &mut Scratch) -> usize {
     }
     s.sums = sums;
     // Rounding can leave the walk just short of the target: take the last token with mass.
-    pick.unwrap_or_else(|| s.e.iter().rposition(|&e| e > 0.0).unwrap_or(0))
+    Ok(pick.unwrap_or_else(|| s.e.iter().rposition(|&e| e > 0.0).unwrap_or(0)))
 }
 
-fn draw_among(cands: &[Cand], max: f32, u: f64) -> usize {
+/// Inverse-CDF draw among finite `(index, value)` entries listed in index order.
+pub fn draw_among(cands: &[Cand], max: f32, u: f64) -> usize {
     let total: f64 = cands.iter().map(|c| ((c.1 - max) as f64).exp()).sum();
     let target = u * total;
     let mut cum = 0.0f64;
@@ -120,31 +121,35 @@ fn draw_among(cands: &[Cand], max: f32, u: f64) -> usize {
             return c.0 as usize;
         }
     }
-    cands
-        .iter()
-        .rev()
-        .find(|c| c.1 > f32::NEG_INFINITY)
-        .map_or(0, |c| c.0 as usize)
+    cands.iter().rev().find(|c| c.1 > f32::NEG_INFINITY).map_or(0, |c| c.0 as usize)
 }
 
-/// One token per row drawn from `softmax(scores[r])`, with the uniform of `(seed, r, step)`.
+/// One token per row drawn from `softmax(scores[r])`, with the uniform of `(seed, r, step)`. Reads
+/// each row once when it has few finite entries (after top-k / top-p).
 pub fn sample(scores: &[f32], vocab: usize, seed: u64, step: u64, out: &mut [i64]) -> Result<()> {
     let batch = batch_of(scores.len(), vocab)?;
     check_out(out.len(), batch)?;
-    check_scores(scores, vocab, true)?;
-    let mut work: Vec<(&[f32], &mut i64)> = scores.chunks(vocab).zip(out.iter_mut()).collect();
-    pool::for_each_mut(&mut work, scores.len(), |r, (row, o)| {
+    let mut work: Vec<(&[f32], &mut i64, Option<Error>)> =
+        scores.chunks(vocab).zip(out.iter_mut()).map(|(a, b)| (a, b, None)).collect();
+    pool::for_each_mut(&mut work, scores.len(), |r, (row, o, err)| {
         let u = uniform(seed, r as u64, step);
-        **o = with_scratch(|s| draw_row(row, row_max(row), u, s)) as i64;
+        match with_scratch(|s| sample_row(r, row, u, s)) {
+            Ok(t) => **o = t as i64,
+            Err(e) => *err = Some(e),
+        }
     });
-    Ok(())
+    match work.into_iter().find_map(|w| w.2) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
-/// Index of the first maximum of each row (`torch.argmax`); an all `-inf` row is an error.
-pub fn greedy(scores: &[f32], vocab: usize, out: &mut [i64]) -> Result<()> {
+/// Index of the first maximum of each row (`torch.argmax`). An all `-inf` row is an error when
+/// `strict`, else gives 0 as `torch.argmax` does.
+pub fn greedy(scores: &[f32], vocab: usize, out: &mut [i64], strict: bool) -> Result<()> {
     let batch = batch_of(scores.len(), vocab)?;
     check_out(out.len(), batch)?;
-    check_scores(scores, vocab, true)?;
+    check_scores(scores, vocab, strict)?;
     let mut work: Vec<(&[f32], &mut i64)> = scores.chunks(vocab).zip(out.iter_mut()).collect();
     pool::for_each_mut(&mut work, scores.len(), |_, (row, o)| {
         let m = scan_row(row).max;
@@ -155,9 +160,7 @@ pub fn greedy(scores: &[f32], vocab: usize, out: &mut [i64]) -> Result<()> {
 
 fn check_out(len: usize, batch: usize) -> Result<()> {
     if len != batch {
-        return Err(Error::shape(format!(
-            "the output has {len} rows but scores has {batch}"
-        )));
+        return Err(Error::shape(format!("the output has {len} rows but scores has {batch}")));
     }
     Ok(())
 }
@@ -175,8 +178,7 @@ pub fn log_softmax(scores: &[f32], vocab: usize, out: &mut [f32]) -> Result<()> 
         return Err(Error::shape("the output must have the shape of scores"));
     }
     check_scores(scores, vocab, true)?;
-    let mut work: Vec<(&[f32], &mut [f32])> =
-        scores.chunks(vocab).zip(out.chunks_mut(vocab)).collect();
+    let mut work: Vec<(&[f32], &mut [f32])> = scores.chunks(vocab).zip(out.chunks_mut(vocab)).collect();
     pool::for_each_mut(&mut work, scores.len(), |_, (row, o)| {
         let max = row_max(row);
         let ln = with_scratch(|s| log_norm(row, max, s));
@@ -198,9 +200,7 @@ pub fn top_logprobs(
 ) -> Result<()> {
     let batch = batch_of(scores.len(), vocab)?;
     if n == 0 || n > vocab {
-        return Err(Error::param(format!(
-            "`n` has to be in [1, V = {vocab}], but is {n}"
-        )));
+        return Err(Error::param(format!("`n` has to be in [1, V = {vocab}], but is {n}")));
     }
     if values.len() != batch * n || indices.len() != batch * n {
         return Err(Error::shape("the outputs must have shape (batch, n)"));
@@ -244,19 +244,13 @@ mod tests {
     #[test]
     fn philox_known_answers() {
         // Random123 kat_vectors for philox4x32_10.
-        assert_eq!(
-            philox4x32([0; 4], [0; 2]),
-            [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]
-        );
+        assert_eq!(philox4x32([0; 4], [0; 2]), [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]);
         assert_eq!(
             philox4x32([u32::MAX; 4], [u32::MAX; 2]),
             [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]
         );
         assert_eq!(
-            philox4x32(
-                [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
-                [0xa4093822, 0x299f31d0]
-            ),
+            philox4x32([0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344], [0xa4093822, 0x299f31d0]),
             [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]
         );
     }
@@ -277,10 +271,7 @@ mod tests {
         for i in [0usize, 1, 2, 4] {
             let p = (row[i] as f64).exp() / z;
             let sd = (n as f64 * p * (1.0 - p)).sqrt();
-            assert!(
-                (counts[i] as f64 - n as f64 * p).abs() < 5.0 * sd,
-                "{counts:?}"
-            );
+            assert!((counts[i] as f64 - n as f64 * p).abs() < 5.0 * sd, "{counts:?}");
         }
         let mut a = [0i64];
         let mut b = [0i64];

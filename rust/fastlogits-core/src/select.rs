@@ -2,9 +2,12 @@
 //!
 //! * [`top_candidates`]: every element `>=` the k-th largest (ties included) in one read of the row,
 //!   keeping a small buffer that is pruned by `select_nth_unstable` whenever it grows: O(V + k log V).
+//! * [`scan_finite`]: validation, maximum and the finite entries of a row in one read (the sampler).
 //! * [`boundary_by_mass`] / [`Histogram`]: the "smallest prefix, in some key order, whose mass reaches a
 //!   target" rule shared by top-p and typical decoding. Tokens are bucketed by key; only the bucket the
 //!   target falls in is sorted.
+
+use crate::kernels::{RowScan, LANES};
 
 /// `(token index, value)`.
 pub type Cand = (u32, f32);
@@ -154,24 +157,27 @@ fn top_candidates_from(row: &[f32], k: usize, slack: bool, out: &mut Vec<Cand>) 
     kth
 }
 
-/// A starting threshold for the k-largest scan, from a strided sample of 1024 elements: the j-th
-/// largest sample, with j chosen so that ~3k (at least ~6 samples' worth of) elements of the row are
-/// expected above it; fewer than k are (then the scan starts over) with probability below 1e-4 for a
-/// row in random order. `-inf` when the row is too small for sampling to pay.
+/// A starting threshold for the k-largest scan, from a sample of 1024 elements (16 contiguous blocks of
+/// 64 spread over the row: 64 cache lines, cheap even when the row is not in cache): the j-th largest
+/// sample, with j chosen so that ~3k (and at least ~6 samples' worth of) elements of the row are expected
+/// above it. If fewer than k turn out to be (rare for a row in random order; possible for structured
+/// rows) the scan starts over from `-inf`, so the result never depends on the sample. `-inf` when the row
+/// is too small for sampling to pay.
 fn sample_cut(row: &[f32], k: usize) -> f32 {
-    const S: usize = 1024;
+    const BLOCKS: usize = 16;
+    const S: usize = BLOCKS * CHUNK;
     let n = row.len();
     if n < 16 * S || 64 * k > n {
         return f32::NEG_INFINITY;
     }
     let j = (3 * k * S).div_ceil(n).max(6);
-    let stride = n / S;
+    let spacing = n / BLOCKS;
+    let samples = (0..BLOCKS).flat_map(|b| row[b * spacing..b * spacing + CHUNK].iter().copied());
     if j <= 16 {
         // The j largest samples, ascending, by insertion (cheapest for small j).
         let mut top = [f32::NEG_INFINITY; 16];
         let top = &mut top[..j];
-        for i in 0..S {
-            let x = row[i * stride];
+        for x in samples {
             if x > top[0] {
                 let mut p = 0;
                 while p + 1 < j && top[p + 1] < x {
@@ -184,12 +190,10 @@ fn sample_cut(row: &[f32], k: usize) -> f32 {
         return top[0];
     }
     let mut sample = [0.0f32; S];
-    for (i, v) in sample.iter_mut().enumerate() {
-        *v = row[i * stride];
+    for (v, x) in sample.iter_mut().zip(samples) {
+        *v = x;
     }
-    *sample
-        .select_nth_unstable_by(j - 1, |a, b| b.total_cmp(a))
-        .1
+    *sample.select_nth_unstable_by(j - 1, |a, b| b.total_cmp(a)).1
 }
 
 crate::kernels::dispatch_fn! {
@@ -211,27 +215,103 @@ crate::kernels::dispatch_fn! {
     }
 }
 
+crate::kernels::dispatch_fn! {
+    /// One read of the row: its maximum, whether it holds NaN / `+inf`, and its finite entries (in index
+    /// order) into `out` as long as there are at most `cap` of them. Returns the scan and whether `out`
+    /// is complete.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)] // `!(x < inf)` catches NaN and +inf in one compare
+    pub fn scan_finite(row: &[f32], cap: usize, out: &mut Vec<Cand>) -> (RowScan, bool) {
+        out.clear();
+        let mut complete = true;
+        let mut m = [f32::NEG_INFINITY; LANES];
+        let mut bad = [false; LANES];
+        let chunks = row.chunks_exact(CHUNK);
+        let tail = chunks.remainder();
+        for (ci, chunk) in chunks.enumerate() {
+            let c: &[f32; CHUNK] = chunk.try_into().unwrap();
+            for k in 0..CHUNK / LANES {
+                for j in 0..LANES {
+                    let x = c[k * LANES + j];
+                    bad[j] |= !(x < f32::INFINITY);
+                    m[j] = if x > m[j] { x } else { m[j] };
+                }
+            }
+            if complete {
+                let mask = ge_mask(chunk, -f32::MAX);
+                if mask != 0 {
+                    push_mask(chunk, ci * CHUNK, mask, out);
+                    complete = out.len() <= cap;
+                }
+            }
+        }
+        let mut max = m.iter().fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+        let mut invalid = bad.iter().any(|&b| b);
+        let base = row.len() - tail.len();
+        for (j, &x) in tail.iter().enumerate() {
+            invalid |= !(x < f32::INFINITY);
+            max = if x > max { x } else { max };
+            if complete && x > f32::NEG_INFINITY {
+                out.push(((base + j) as u32, x));
+                complete = out.len() <= cap;
+            }
+        }
+        (RowScan { max, invalid }, complete)
+    }
+}
+
 /// Number of buckets of the mass histogram and their width in key units (nats): keys beyond
 /// `BUCKETS / SCALE` share the last bucket.
 pub const BUCKETS: usize = 4096;
 pub const SCALE: f32 = 256.0;
 
-/// Bucket of a key `>= 0` (monotone non-decreasing in the key; equal keys share a bucket).
+/// The bucket of tokens that take no part (their score is `-inf`).
+pub const SKIP: u16 = BUCKETS as u16;
+
 #[inline(always)]
-pub fn bucket_of(key: f32) -> usize {
-    let b = key * SCALE;
-    if b < (BUCKETS - 1) as f32 {
-        b as usize
-    } else {
-        BUCKETS - 1
+fn bucket(key: f32) -> u16 {
+    // Clamped to [0, BUCKETS - 1] (NaN to 0, +inf to the last bucket) so that the unchecked conversion
+    // (which vectorizes, unlike `as`) is always in range.
+    let b = (key * SCALE).max(0.0).min((BUCKETS - 1) as f32);
+    // SAFETY: `b` is finite and in [0, 4095].
+    unsafe { b.to_int_unchecked::<i32>() as u16 }
+}
+
+crate::kernels::dispatch_fn! {
+    /// Bucket of every token by its distance below the maximum, `(max - x) * inv_t` (top-p: buckets in
+    /// decreasing probability); `-inf` tokens get [`SKIP`]. Monotone: equal scores share a bucket.
+    pub fn buckets_below_max(row: &[f32], max: f32, inv_t: f32, out: &mut [u16]) {
+        for (o, &x) in out.iter_mut().zip(row) {
+            let b = bucket((max - x) * inv_t);
+            *o = if x == f32::NEG_INFINITY { SKIP } else { b };
+        }
     }
 }
 
-/// Mass and count of tokens per key bucket.
+/// The typical-decoding key of a score: `|(x - max) * inv_t - mu|`.
+#[inline(always)]
+pub fn typical_key(x: f32, max: f32, inv_t: f32, mu: f32) -> f32 {
+    ((x - max) * inv_t - mu).abs()
+}
+
+crate::kernels::dispatch_fn! {
+    /// Bucket of every token by its typical-decoding key; `-inf` tokens get [`SKIP`].
+    pub fn buckets_typical(row: &[f32], max: f32, inv_t: f32, mu: f32, out: &mut [u16]) {
+        for (o, &x) in out.iter_mut().zip(row) {
+            let b = bucket(typical_key(x, max, inv_t, mu));
+            *o = if x == f32::NEG_INFINITY { SKIP } else { b };
+        }
+    }
+}
+
+/// Mass and count of tokens per key bucket, built from per-token buckets (see [`buckets_below_max`])
+/// and masses. Four interleaved partial histograms keep consecutive tokens of one bucket from
+/// serializing on one memory location.
 #[derive(Default)]
 pub struct Histogram {
-    pub mass: Vec<f64>,
-    pub count: Vec<u32>,
+    /// Per-token bucket, filled by the caller before [`Histogram::build`].
+    pub buckets: Vec<u16>,
+    mass: Vec<f64>,
+    count: Vec<u32>,
 }
 
 /// Where the cumulative mass crosses the target: bucket index, and mass and count before it.
@@ -242,18 +322,42 @@ pub struct Crossing {
     pub count_before: usize,
 }
 
+const WAYS: usize = 4;
+const SLOTS: usize = BUCKETS + 1;
+
 impl Histogram {
-    pub fn reset(&mut self) {
-        self.mass.clear();
-        self.mass.resize(BUCKETS, 0.0);
-        self.count.clear();
-        self.count.resize(BUCKETS, 0);
+    /// `buckets` sized for a row of `n` tokens (contents to be written by the caller).
+    pub fn prepare(&mut self, n: usize) -> &mut [u16] {
+        self.buckets.resize(n, SKIP);
+        &mut self.buckets
     }
 
-    #[inline(always)]
-    pub fn add(&mut self, bucket: usize, e: f32) {
-        self.mass[bucket] += e as f64;
-        self.count[bucket] += 1;
+    /// Accumulates `e[i]` into bucket `buckets[i]`.
+    pub fn build(&mut self, e: &[f32]) {
+        self.mass.clear();
+        self.mass.resize(WAYS * SLOTS, 0.0);
+        self.count.clear();
+        self.count.resize(WAYS * SLOTS, 0);
+        let (mass, count) = (&mut self.mass, &mut self.count);
+        let mut i = 0;
+        for (b4, e4) in self.buckets.chunks_exact(WAYS).zip(e.chunks_exact(WAYS)) {
+            for w in 0..WAYS {
+                let h = w * SLOTS + b4[w] as usize;
+                mass[h] += e4[w] as f64;
+                count[h] += 1;
+            }
+            i += WAYS;
+        }
+        for (&b, &x) in self.buckets[i..].iter().zip(&e[i..]) {
+            mass[b as usize] += x as f64;
+            count[b as usize] += 1;
+        }
+        for w in 1..WAYS {
+            for b in 0..BUCKETS {
+                mass[b] += mass[w * SLOTS + b];
+                count[b] += count[w * SLOTS + b];
+            }
+        }
     }
 
     /// First bucket at which the cumulative mass reaches `target` and the cumulative count reaches
@@ -265,16 +369,20 @@ impl Histogram {
             let m = mass + self.mass[b];
             let c = count + self.count[b] as usize;
             if m >= target && c >= min_count && self.count[b] > 0 {
-                return Some(Crossing {
-                    bucket: b,
-                    mass_before: mass,
-                    count_before: count,
-                });
+                return Some(Crossing { bucket: b, mass_before: mass, count_before: count });
             }
             mass = m;
             count = c;
         }
         None
+    }
+
+    /// Indices of the tokens in bucket `b` (whole blocks without one are skipped).
+    pub fn members(&self, b: usize) -> impl Iterator<Item = usize> + '_ {
+        let b = b as u16;
+        self.buckets.chunks(64).enumerate().filter(move |(_, c)| c.contains(&b)).flat_map(move |(k, c)| {
+            c.iter().enumerate().filter(move |(_, &x)| x == b).map(move |(j, _)| k * 64 + j)
+        })
     }
 }
 
@@ -315,9 +423,7 @@ mod tests {
         let mut s = seed;
         (0..n)
             .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 ((s >> 40) as f32 / (1u64 << 24) as f32) * 20.0 - 10.0
             })
             .collect()
@@ -325,14 +431,7 @@ mod tests {
 
     #[test]
     fn top_candidates_matches_sort() {
-        for &(n, k) in &[
-            (1usize, 1usize),
-            (10, 3),
-            (1000, 50),
-            (50257, 50),
-            (5000, 4000),
-            (300, 299),
-        ] {
+        for &(n, k) in &[(1usize, 1usize), (10, 3), (1000, 50), (50257, 50), (5000, 4000), (300, 299)] {
             let v = lcg(n, n as u64 + k as u64);
             let mut out = Vec::new();
             let kth = top_candidates(&v, k, false, &mut out);
@@ -361,10 +460,8 @@ mod tests {
 
     #[test]
     fn boundary_walk() {
-        let mut items: Vec<MassItem> = [(0.3, 1.0), (0.1, 2.0), (0.2, 3.0)]
-            .iter()
-            .map(|&(key, e)| MassItem { key, e })
-            .collect();
+        let mut items: Vec<MassItem> =
+            [(0.3, 1.0), (0.1, 2.0), (0.2, 3.0)].iter().map(|&(key, e)| MassItem { key, e }).collect();
         assert_eq!(boundary_by_mass(&mut items, 0.0, 0, 4.5, 1), Some(0.2));
         assert_eq!(boundary_by_mass(&mut items, 0.0, 0, 0.5, 3), Some(0.3));
         assert_eq!(boundary_by_mass(&mut items, 0.0, 0, 7.0, 1), None);

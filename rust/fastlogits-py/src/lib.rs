@@ -7,10 +7,10 @@
 //! `ValueError`), a wrong array type `InvalidTypeError` (a `TypeError`); both derive from
 //! `FastLogitsError`.
 
+mod beam;
+
 use fastlogits_core::{self as core, PerRow, Pipeline as CorePipeline, Processor as CoreProcessor};
-use numpy::{
-    PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyReadwriteArray2, PyUntypedArrayMethods,
-};
+use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyReadwriteArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -30,49 +30,34 @@ fn new_exception<'py>(
     let dict = PyDict::new(py);
     dict.set_item("__doc__", doc)?;
     dict.set_item("__module__", "fastlogits")?;
-    py.get_type::<PyType>()
-        .call1((name, bases, dict))?
-        .cast_into::<PyType>()
-        .map_err(Into::into)
+    py.get_type::<PyType>().call1((name, bases, dict))?.cast_into::<PyType>().map_err(Into::into)
 }
 
 fn error_type<'py>(py: Python<'py>, cell: &'static PyOnceLock<Py<PyType>>) -> Bound<'py, PyType> {
-    cell.get(py)
-        .expect("fastlogits._native is initialized")
-        .bind(py)
-        .clone()
+    cell.get(py).expect("fastlogits._native is initialized").bind(py).clone()
 }
 
-fn argument_error(py: Python<'_>, msg: impl Into<String>) -> PyErr {
+pub(crate) fn argument_error(py: Python<'_>, msg: impl Into<String>) -> PyErr {
     PyErr::from_type(error_type(py, &ARGUMENT_ERROR), msg.into())
 }
 
-fn type_error(py: Python<'_>, msg: impl Into<String>) -> PyErr {
+pub(crate) fn type_error(py: Python<'_>, msg: impl Into<String>) -> PyErr {
     PyErr::from_type(error_type(py, &TYPE_ERROR), msg.into())
 }
 
 /// Every core error is a bad argument or bad input: `InvalidArgumentError` (a `ValueError`).
-fn map_err(py: Python<'_>, e: core::Error) -> PyErr {
+pub(crate) fn map_err(py: Python<'_>, e: core::Error) -> PyErr {
     argument_error(py, e.to_string())
 }
 
-fn dtype_name(a: &Bound<'_, PyAny>) -> String {
+pub(crate) fn dtype_name(a: &Bound<'_, PyAny>) -> String {
     a.getattr("dtype")
         .and_then(|d| d.str())
         .map(|s| s.to_string())
-        .unwrap_or_else(|_| {
-            a.get_type()
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_else(|_| "?".into())
-        })
+        .unwrap_or_else(|_| a.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into()))
 }
 
-/// Borrows `scores` as a writable, C-contiguous `(B, V)` float32 array.
-fn scores_rw<'py>(
-    py: Python<'py>,
-    scores: &Bound<'py, PyAny>,
-) -> PyResult<PyReadwriteArray2<'py, f32>> {
+fn scores_ro<'py>(py: Python<'py>, scores: &Bound<'py, PyAny>) -> PyResult<PyReadonlyArray2<'py, f32>> {
     let arr = scores.cast::<PyArray2<f32>>().map_err(|_| {
         type_error(
             py,
@@ -82,31 +67,10 @@ fn scores_rw<'py>(
             ),
         )
     })?;
-    if !arr.is_contiguous() {
+    if !arr.is_c_contiguous() {
         return Err(argument_error(py, "`scores` must be C-contiguous"));
     }
-    arr.try_readwrite()
-        .map_err(|e| argument_error(py, format!("`scores` is not writable: {e}")))
-}
-
-fn scores_ro<'py>(
-    py: Python<'py>,
-    scores: &Bound<'py, PyAny>,
-) -> PyResult<PyReadonlyArray2<'py, f32>> {
-    let arr = scores.cast::<PyArray2<f32>>().map_err(|_| {
-        type_error(
-            py,
-            format!(
-                "`scores` must be a 2-D float32 numpy array of shape (batch, vocab), got {}",
-                dtype_name(scores)
-            ),
-        )
-    })?;
-    if !arr.is_contiguous() {
-        return Err(argument_error(py, "`scores` must be C-contiguous"));
-    }
-    arr.try_readonly()
-        .map_err(|e| argument_error(py, format!("`scores` cannot be read: {e}")))
+    arr.try_readonly().map_err(|e| argument_error(py, format!("`scores` cannot be read: {e}")))
 }
 
 enum Ids<'py> {
@@ -124,29 +88,42 @@ impl Ids<'_> {
     }
 }
 
-fn borrow_ids<'py>(py: Python<'py>, ids: &Bound<'py, PyAny>) -> PyResult<Ids<'py>> {
-    let contiguous = |ok: bool| {
-        if ok {
-            Ok(())
-        } else {
-            Err(argument_error(py, "`input_ids` must be C-contiguous"))
-        }
+/// `scores` borrowed for writing if it is already what the core takes (a C-contiguous, writable 2-D
+/// float32 array), else `None`: the Python layer then converts it (torch tensors, other dtypes, views).
+fn accept_scores_rw<'py>(
+    py: Python<'py>,
+    scores: &Bound<'py, PyAny>,
+) -> PyResult<Option<PyReadwriteArray2<'py, f32>>> {
+    let Ok(arr) = scores.cast::<PyArray2<f32>>() else {
+        return Ok(None);
     };
+    if !arr.is_c_contiguous() {
+        return Ok(None);
+    }
+    match arr.try_readwrite() {
+        Ok(rw) => Ok(Some(rw)),
+        Err(numpy::BorrowError::NotWriteable) => Ok(None),
+        Err(e) => Err(argument_error(py, format!("`scores` cannot be borrowed: {e}"))),
+    }
+}
+
+fn accept_scores_ro<'py>(scores: &Bound<'py, PyAny>) -> Option<PyReadonlyArray2<'py, f32>> {
+    let arr = scores.cast::<PyArray2<f32>>().ok()?;
+    if !arr.is_c_contiguous() {
+        return None;
+    }
+    arr.try_readonly().ok()
+}
+
+/// `input_ids` borrowed if it is a C-contiguous 2-D int64 / int32 array, else `None` (converted in Python).
+fn accept_ids<'py>(ids: &Bound<'py, PyAny>) -> Option<Ids<'py>> {
     if let Ok(a) = ids.cast::<PyArray2<i64>>() {
-        contiguous(a.is_contiguous())?;
-        return Ok(Ids::I64(a.readonly()));
+        return a.is_c_contiguous().then(|| Ids::I64(a.readonly()));
     }
     if let Ok(a) = ids.cast::<PyArray2<i32>>() {
-        contiguous(a.is_contiguous())?;
-        return Ok(Ids::I32(a.readonly()));
+        return a.is_c_contiguous().then(|| Ids::I32(a.readonly()));
     }
-    Err(type_error(
-        py,
-        format!(
-            "`input_ids` must be a 2-D int64 or int32 numpy array of shape (batch, length), got {}",
-            dtype_name(ids)
-        ),
-    ))
+    None
 }
 
 /// A float (or int) for every row, or one per row.
@@ -166,20 +143,14 @@ fn per_row_i64(v: &Bound<'_, PyAny>) -> PyResult<PerRow<i64>> {
 
 /// One configured logits processor (opaque); build with the static constructors, combine in a
 /// [`Pipeline`].
-#[pyclass(
-    module = "fastlogits._native",
-    name = "Processor",
-    frozen,
-    from_py_object
-)]
+#[pyclass(module = "fastlogits._native", name = "Processor", frozen, from_py_object)]
 #[derive(Clone)]
 struct PyProcessor {
     inner: CoreProcessor,
 }
 
 fn wrap(py: Python<'_>, r: core::Result<CoreProcessor>) -> PyResult<PyProcessor> {
-    r.map(|inner| PyProcessor { inner })
-        .map_err(|e| map_err(py, e))
+    r.map(|inner| PyProcessor { inner }).map_err(|e| map_err(py, e))
 }
 
 #[pymethods]
@@ -196,10 +167,7 @@ impl PyProcessor {
         filter_value: f32,
         min_tokens_to_keep: i64,
     ) -> PyResult<Self> {
-        wrap(
-            py,
-            CoreProcessor::top_k(per_row_i64(top_k)?, filter_value, min_tokens_to_keep),
-        )
+        wrap(py, CoreProcessor::top_k(per_row_i64(top_k)?, filter_value, min_tokens_to_keep))
     }
 
     #[staticmethod]
@@ -209,10 +177,7 @@ impl PyProcessor {
         filter_value: f32,
         min_tokens_to_keep: i64,
     ) -> PyResult<Self> {
-        wrap(
-            py,
-            CoreProcessor::top_p(per_row_f64(top_p)?, filter_value, min_tokens_to_keep),
-        )
+        wrap(py, CoreProcessor::top_p(per_row_f64(top_p)?, filter_value, min_tokens_to_keep))
     }
 
     #[staticmethod]
@@ -222,49 +187,22 @@ impl PyProcessor {
         filter_value: f32,
         min_tokens_to_keep: i64,
     ) -> PyResult<Self> {
-        wrap(
-            py,
-            CoreProcessor::min_p(per_row_f64(min_p)?, filter_value, min_tokens_to_keep),
-        )
+        wrap(py, CoreProcessor::min_p(per_row_f64(min_p)?, filter_value, min_tokens_to_keep))
     }
 
     #[staticmethod]
-    fn typical(
-        py: Python<'_>,
-        mass: f64,
-        filter_value: f32,
-        min_tokens_to_keep: i64,
-    ) -> PyResult<Self> {
-        wrap(
-            py,
-            CoreProcessor::typical(mass, filter_value, min_tokens_to_keep),
-        )
+    fn typical(py: Python<'_>, mass: f64, filter_value: f32, min_tokens_to_keep: i64) -> PyResult<Self> {
+        wrap(py, CoreProcessor::typical(mass, filter_value, min_tokens_to_keep))
     }
 
     #[staticmethod]
-    fn epsilon(
-        py: Python<'_>,
-        epsilon: f64,
-        filter_value: f32,
-        min_tokens_to_keep: i64,
-    ) -> PyResult<Self> {
-        wrap(
-            py,
-            CoreProcessor::epsilon(epsilon, filter_value, min_tokens_to_keep),
-        )
+    fn epsilon(py: Python<'_>, epsilon: f64, filter_value: f32, min_tokens_to_keep: i64) -> PyResult<Self> {
+        wrap(py, CoreProcessor::epsilon(epsilon, filter_value, min_tokens_to_keep))
     }
 
     #[staticmethod]
-    fn eta(
-        py: Python<'_>,
-        epsilon: f64,
-        filter_value: f32,
-        min_tokens_to_keep: i64,
-    ) -> PyResult<Self> {
-        wrap(
-            py,
-            CoreProcessor::eta(epsilon, filter_value, min_tokens_to_keep),
-        )
+    fn eta(py: Python<'_>, epsilon: f64, filter_value: f32, min_tokens_to_keep: i64) -> PyResult<Self> {
+        wrap(py, CoreProcessor::eta(epsilon, filter_value, min_tokens_to_keep))
     }
 
     #[staticmethod]
@@ -273,13 +211,7 @@ impl PyProcessor {
         penalty: &Bound<'_, PyAny>,
         prompt_ignore_length: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
-        wrap(
-            py,
-            CoreProcessor::repetition_penalty(
-                per_row_f64(penalty)?,
-                per_row_i64(prompt_ignore_length)?,
-            ),
-        )
+        wrap(py, CoreProcessor::repetition_penalty(per_row_f64(penalty)?, per_row_i64(prompt_ignore_length)?))
     }
 
     #[staticmethod]
@@ -329,10 +261,7 @@ impl PyProcessor {
         min_new_tokens: i64,
         eos_token_id: Vec<i64>,
     ) -> PyResult<Self> {
-        wrap(
-            py,
-            CoreProcessor::min_new_tokens(prompt_length_to_skip, min_new_tokens, &eos_token_id),
-        )
+        wrap(py, CoreProcessor::min_new_tokens(prompt_length_to_skip, min_new_tokens, &eos_token_id))
     }
 
     #[staticmethod]
@@ -346,10 +275,7 @@ impl PyProcessor {
         begin_suppress_tokens: Vec<i64>,
         begin_index: i64,
     ) -> PyResult<Self> {
-        wrap(
-            py,
-            CoreProcessor::suppress_tokens_at_begin(&begin_suppress_tokens, begin_index),
-        )
+        wrap(py, CoreProcessor::suppress_tokens_at_begin(&begin_suppress_tokens, begin_index))
     }
 
     #[staticmethod]
@@ -360,15 +286,41 @@ impl PyProcessor {
         eos_token_id: Vec<i64>,
         input_ids_seq_length: i64,
     ) -> PyResult<Self> {
-        wrap(
-            py,
-            CoreProcessor::exponential_decay(start, factor, &eos_token_id, input_ids_seq_length),
-        )
+        wrap(py, CoreProcessor::exponential_decay(start, factor, &eos_token_id, input_ids_seq_length))
     }
 
     fn __repr__(&self) -> String {
         format!("Processor({:?})", self.inner)
     }
+}
+
+enum IdsRef<'a> {
+    I64(&'a [i64]),
+    I32(&'a [i32]),
+}
+
+/// Checks that ids and scores agree in batch size and runs `f(ids, seq_len, scores, vocab)`.
+fn with_inputs(
+    py: Python<'_>,
+    ids: &Ids<'_>,
+    scores: &mut PyReadwriteArray2<'_, f32>,
+    f: impl FnOnce(IdsRef<'_>, usize, &mut [f32], usize) -> core::Result<()>,
+) -> PyResult<()> {
+    let (b, v) = (scores.shape()[0], scores.shape()[1]);
+    let (ib, l) = ids.shape();
+    if ib != b {
+        return Err(argument_error(
+            py,
+            format!("`input_ids` has {ib} rows but `scores` has {b}: they must have the same batch size"),
+        ));
+    }
+    let slice_err = |e: numpy::AsSliceError| argument_error(py, e.to_string());
+    let buf = scores.as_slice_mut().map_err(slice_err)?;
+    let ids = match ids {
+        Ids::I64(a) => IdsRef::I64(a.as_slice().map_err(slice_err)?),
+        Ids::I32(a) => IdsRef::I32(a.as_slice().map_err(slice_err)?),
+    };
+    f(ids, l, buf, v).map_err(|e| map_err(py, e))
 }
 
 /// Processors applied in order, in one call, in place, rows in parallel, with per-row history state
@@ -382,48 +334,52 @@ struct PyPipeline {
 impl PyPipeline {
     #[new]
     fn new(processors: Vec<PyProcessor>) -> Self {
-        PyPipeline {
-            inner: CorePipeline::new(processors.into_iter().map(|p| p.inner).collect()),
-        }
+        PyPipeline { inner: CorePipeline::new(processors.into_iter().map(|p| p.inner).collect()) }
     }
 
-    /// Applies the chain to `scores` (float32, (B, V), C-contiguous, writable) in place, given the
-    /// histories `input_ids` ((B, L) int64 or int32). On error `scores` is unchanged.
+    /// Applies the chain to `scores` in place given the histories `input_ids` and returns True, when
+    /// `scores` is a C-contiguous writable (B, V) float32 array and `input_ids` a C-contiguous (B, L)
+    /// int64/int32 array; otherwise returns False without doing anything (the caller converts). On error
+    /// `scores` is unchanged.
     fn __call__(
         &mut self,
         py: Python<'_>,
         input_ids: &Bound<'_, PyAny>,
         scores: &Bound<'_, PyAny>,
-    ) -> PyResult<()> {
-        let ids = borrow_ids(py, input_ids)?;
-        let mut s = scores_rw(py, scores)?;
-        let (b, v) = (s.shape()[0], s.shape()[1]);
-        let (ib, l) = ids.shape();
-        if ib != b {
-            return Err(argument_error(
-                py,
-                format!("`input_ids` has {ib} rows but `scores` has {b}: they must have the same batch size"),
-            ));
-        }
-        let buf = s
-            .as_slice_mut()
-            .map_err(|e| argument_error(py, e.to_string()))?;
-        let inner = &mut self.inner;
-        let r = match &ids {
-            Ids::I64(a) => {
-                let ids = a
-                    .as_slice()
-                    .map_err(|e| argument_error(py, e.to_string()))?;
-                py.detach(|| inner.apply(ids, l, buf, v))
-            }
-            Ids::I32(a) => {
-                let ids = a
-                    .as_slice()
-                    .map_err(|e| argument_error(py, e.to_string()))?;
-                py.detach(|| inner.apply(ids, l, buf, v))
-            }
+    ) -> PyResult<bool> {
+        let (Some(ids), Some(mut s)) = (accept_ids(input_ids), accept_scores_rw(py, scores)?) else {
+            return Ok(false);
         };
-        r.map_err(|e| map_err(py, e))
+        let inner = &mut self.inner;
+        with_inputs(py, &ids, &mut s, |ids, l, buf, v| match ids {
+            IdsRef::I64(ids) => py.detach(|| inner.apply(ids, l, buf, v)),
+            IdsRef::I32(ids) => py.detach(|| inner.apply(ids, l, buf, v)),
+        })?;
+        Ok(true)
+    }
+
+    /// Applies the chain in place, then draws one token per row from the processed scores with the
+    /// stream (seed, row, step): what `sample(scores, seed, step)` would draw after `__call__`, in one pass
+    /// less. Returns None (and does nothing) when the arrays need converting, as `__call__`.
+    fn sample<'py>(
+        &mut self,
+        py: Python<'py>,
+        input_ids: &Bound<'py, PyAny>,
+        scores: &Bound<'py, PyAny>,
+        seed: u64,
+        step: u64,
+    ) -> PyResult<Option<Bound<'py, PyArray1<i64>>>> {
+        let (Some(ids), Some(mut s)) = (accept_ids(input_ids), accept_scores_rw(py, scores)?) else {
+            return Ok(None);
+        };
+        let mut out = vec![0i64; s.shape()[0]];
+        let inner = &mut self.inner;
+        let o = &mut out;
+        with_inputs(py, &ids, &mut s, |ids, l, buf, v| match ids {
+            IdsRef::I64(ids) => py.detach(|| inner.apply_and_sample(ids, l, buf, v, seed, step, o)),
+            IdsRef::I32(ids) => py.detach(|| inner.apply_and_sample(ids, l, buf, v, seed, step, o)),
+        })?;
+        Ok(Some(PyArray1::from_vec(py, out)))
     }
 
     /// Forgets the per-row histories (the next call rebuilds them).
@@ -436,8 +392,7 @@ impl PyPipeline {
         let idx: Vec<usize> = indices
             .iter()
             .map(|&i| {
-                usize::try_from(i)
-                    .map_err(|_| argument_error(py, format!("reorder index {i} is negative")))
+                usize::try_from(i).map_err(|_| argument_error(py, format!("reorder index {i} is negative")))
             })
             .collect::<PyResult<_>>()?;
         self.inner.reorder(&idx).map_err(|e| map_err(py, e))
@@ -452,53 +407,50 @@ impl PyPipeline {
     }
 }
 
-/// One token per row drawn from softmax(scores), from the counter-based stream (seed, row, step).
+/// One token per row drawn from softmax(scores), from the counter-based stream (seed, row, step);
+/// None (nothing done) when `scores` is not a C-contiguous 2-D float32 array (the caller converts).
 #[pyfunction]
 fn sample<'py>(
     py: Python<'py>,
     scores: &Bound<'py, PyAny>,
     seed: u64,
     step: u64,
+) -> PyResult<Option<Bound<'py, PyArray1<i64>>>> {
+    let Some(s) = accept_scores_ro(scores) else {
+        return Ok(None);
+    };
+    let (b, v) = (s.shape()[0], s.shape()[1]);
+    let buf = s.as_slice().map_err(|e| argument_error(py, e.to_string()))?;
+    let mut out = vec![0i64; b];
+    py.detach(|| core::sampling::sample(buf, v, seed, step, &mut out)).map_err(|e| map_err(py, e))?;
+    Ok(Some(PyArray1::from_vec(py, out)))
+}
+
+/// Index of the first maximum of each row; an all -inf row raises when `strict`, else gives 0
+/// (as `torch.argmax` does).
+#[pyfunction]
+#[pyo3(signature = (scores, strict=true))]
+fn greedy<'py>(
+    py: Python<'py>,
+    scores: &Bound<'py, PyAny>,
+    strict: bool,
 ) -> PyResult<Bound<'py, PyArray1<i64>>> {
     let s = scores_ro(py, scores)?;
     let (b, v) = (s.shape()[0], s.shape()[1]);
-    let buf = s
-        .as_slice()
-        .map_err(|e| argument_error(py, e.to_string()))?;
+    let buf = s.as_slice().map_err(|e| argument_error(py, e.to_string()))?;
     let mut out = vec![0i64; b];
-    py.detach(|| core::sampling::sample(buf, v, seed, step, &mut out))
-        .map_err(|e| map_err(py, e))?;
-    Ok(PyArray1::from_vec(py, out))
-}
-
-/// Index of the first maximum of each row.
-#[pyfunction]
-fn greedy<'py>(py: Python<'py>, scores: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<i64>>> {
-    let s = scores_ro(py, scores)?;
-    let (b, v) = (s.shape()[0], s.shape()[1]);
-    let buf = s
-        .as_slice()
-        .map_err(|e| argument_error(py, e.to_string()))?;
-    let mut out = vec![0i64; b];
-    py.detach(|| core::sampling::greedy(buf, v, &mut out))
-        .map_err(|e| map_err(py, e))?;
+    py.detach(|| core::sampling::greedy(buf, v, &mut out, strict)).map_err(|e| map_err(py, e))?;
     Ok(PyArray1::from_vec(py, out))
 }
 
 /// log_softmax of every row, as a new float32 array.
 #[pyfunction]
-fn log_softmax<'py>(
-    py: Python<'py>,
-    scores: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyArray2<f32>>> {
+fn log_softmax<'py>(py: Python<'py>, scores: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray2<f32>>> {
     let s = scores_ro(py, scores)?;
     let (b, v) = (s.shape()[0], s.shape()[1]);
-    let buf = s
-        .as_slice()
-        .map_err(|e| argument_error(py, e.to_string()))?;
+    let buf = s.as_slice().map_err(|e| argument_error(py, e.to_string()))?;
     let mut out = vec![0f32; b * v];
-    py.detach(|| core::sampling::log_softmax(buf, v, &mut out))
-        .map_err(|e| map_err(py, e))?;
+    py.detach(|| core::sampling::log_softmax(buf, v, &mut out)).map_err(|e| map_err(py, e))?;
     PyArray1::from_vec(py, out).reshape([b, v])
 }
 
@@ -512,17 +464,11 @@ fn top_logprobs<'py>(
 ) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>)> {
     let s = scores_ro(py, scores)?;
     let (b, v) = (s.shape()[0], s.shape()[1]);
-    let buf = s
-        .as_slice()
-        .map_err(|e| argument_error(py, e.to_string()))?;
+    let buf = s.as_slice().map_err(|e| argument_error(py, e.to_string()))?;
     let mut vals = vec![0f32; b * n];
     let mut idx = vec![0i64; b * n];
-    py.detach(|| core::sampling::top_logprobs(buf, v, n, &mut vals, &mut idx))
-        .map_err(|e| map_err(py, e))?;
-    Ok((
-        PyArray1::from_vec(py, vals).reshape([b, n])?,
-        PyArray1::from_vec(py, idx).reshape([b, n])?,
-    ))
+    py.detach(|| core::sampling::top_logprobs(buf, v, n, &mut vals, &mut idx)).map_err(|e| map_err(py, e))?;
+    Ok((PyArray1::from_vec(py, vals).reshape([b, n])?, PyArray1::from_vec(py, idx).reshape([b, n])?))
 }
 
 /// Sets the number of threads of batched calls (0: the default, FASTLOGITS_NUM_THREADS or the CPUs).
@@ -567,6 +513,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
     m.add_class::<PyProcessor>()?;
     m.add_class::<PyPipeline>()?;
+    m.add_class::<beam::PyBeamSearch>()?;
     m.add_function(wrap_pyfunction!(sample, m)?)?;
     m.add_function(wrap_pyfunction!(greedy, m)?)?;
     m.add_function(wrap_pyfunction!(log_softmax, m)?)?;

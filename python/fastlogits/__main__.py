@@ -1,0 +1,7 @@
+"""`python -m fastlogits ...` is the `fastlogits` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

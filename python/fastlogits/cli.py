@@ -1,0 +1,397 @@
+"""The ``fastlogits`` command: generate, next-token, perplexity, tune, bench.
+
+Every command takes the model flags (``--model NAME|PATH`` or ``--random-weights``, ``--tokenizer PATH`` /
+``$FASTLOGITS_TOKENIZER``). Generation flags use transformers' argument names with dashes. A mistake in the
+arguments gives one line on stderr naming the argument, exit status 2, and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["main"]
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A user mistake: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, no usage dump
+        raise UsageError(f"{self.prog}: {message}")
+
+
+# -- argument types: checked before anything is loaded --------------------------------------------------
+
+
+def _ranged(kind, lo=None, hi=None, lo_open=False, hi_open=False):
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {kind.__name__}") from None
+        if isinstance(v, float) and not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+        bad_lo = lo is not None and (v <= lo if lo_open else v < lo)
+        bad_hi = hi is not None and (v >= hi if hi_open else v > hi)
+        if bad_lo or bad_hi:
+            left = "(" if lo_open else "["
+            right = ")" if hi_open else "]"
+            raise argparse.ArgumentTypeError(
+                f"{text} is outside {left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
+            )
+        return v
+
+    return parse
+
+
+def _early_stopping(text: str):
+    low = text.lower()
+    if low in ("true", "1", "yes"):
+        return True
+    if low in ("false", "0", "no"):
+        return False
+    if low == "never":
+        return "never"
+    raise argparse.ArgumentTypeError(f"{text!r} is not one of true, false, never")
+
+
+positive_int = _ranged(int, 1)
+non_negative_int = _ranged(int, 0)
+unit = _ranged(float, 0.0, 1.0)
+open_unit = _ranged(float, 0.0, 1.0, lo_open=True, hi_open=True)
+positive_float = _ranged(float, 0.0, lo_open=True)
+
+
+def _add_model_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--model",
+        default="gpt2",
+        metavar="NAME|PATH",
+        help="GPT-2 checkpoint: a local directory or a name in the local HF cache (default: gpt2)",
+    )
+    g.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="GPT-2 124M shape with random weights (no checkpoint needed; the text is meaningless)",
+    )
+    g.add_argument(
+        "--tokenizer",
+        default=None,
+        metavar="PATH",
+        help="tokenizer directory (default: $FASTLOGITS_TOKENIZER, else the model's)",
+    )
+    g.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+
+
+def _add_generation_flags(p: argparse.ArgumentParser, grid: bool = False) -> None:
+    g = p.add_argument_group("generation (transformers' generate() arguments)")
+    g.add_argument("--max-new-tokens", type=positive_int, default=40)
+    g.add_argument("--do-sample", action="store_true", help="sample instead of greedy / beam search")
+    if not grid:
+        g.add_argument("--temperature", type=positive_float)
+        g.add_argument("--top-k", type=non_negative_int)
+        g.add_argument("--top-p", type=unit)
+    g.add_argument("--min-p", type=unit)
+    g.add_argument("--typical-p", type=open_unit)
+    g.add_argument("--repetition-penalty", type=positive_float)
+    g.add_argument("--no-repeat-ngram-size", type=non_negative_int)
+    g.add_argument("--num-beams", type=positive_int)
+    g.add_argument("--num-return-sequences", type=positive_int)
+    g.add_argument("--length-penalty", type=_ranged(float))
+    g.add_argument("--early-stopping", type=_early_stopping, metavar="{true,false,never}")
+    g.add_argument("--seed", type=_ranged(int, 0, 2**64 - 1), help="makes sampling reproducible")
+
+
+_GEN_KEYS = (
+    "max_new_tokens", "do_sample", "temperature", "top_k", "top_p", "min_p", "typical_p",
+    "repetition_penalty", "no_repeat_ngram_size", "num_beams", "num_return_sequences", "length_penalty",
+    "early_stopping",
+)  # fmt: skip
+
+
+def _gen_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    kw = {k: getattr(args, k) for k in _GEN_KEYS if getattr(args, k, None) is not None}
+    if not kw.get("do_sample"):
+        kw.pop("do_sample", None)
+    beams = kw.get("num_beams", 1)
+    if kw.get("num_return_sequences", 1) > beams and not kw.get("do_sample"):
+        raise UsageError(
+            f"--num-return-sequences {kw['num_return_sequences']} needs --do-sample or --num-beams >= it"
+        )
+    return kw
+
+
+def _load(args: argparse.Namespace):
+    from .gpt2 import GPT2
+
+    lm = GPT2.load(
+        args.model, tokenizer=args.tokenizer, random_weights=args.random_weights, device=args.device
+    )
+    if lm.random_weights:
+        print("note: GPT-2 124M shape with RANDOM weights: the text below is meaningless", file=sys.stderr)
+    return lm
+
+
+# -- commands ----------------------------------------------------------------------------------------------
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    kw = _gen_kwargs(args)
+    lm = _load(args)
+    stream = (
+        sys.stdout.isatty()
+        and len(args.prompt) == 1
+        and kw.get("num_beams", 1) == 1
+        and kw.get("num_return_sequences", 1) == 1
+    )
+    if stream:
+        sys.stdout.write(args.prompt[0])
+        for piece in lm.stream(args.prompt[0], seed=args.seed, **kw):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        return 0
+    texts = lm.generate(args.prompt, seed=args.seed, **kw)
+    n = kw.get("num_return_sequences", 1)
+    for i, prompt in enumerate(args.prompt):
+        for j in range(n):
+            if len(args.prompt) > 1 or n > 1:
+                print(f"--- prompt {i + 1}" + (f", sequence {j + 1}" if n > 1 else ""))
+            print(prompt + texts[i * n + j])
+    return 0
+
+
+def cmd_next_token(args: argparse.Namespace) -> int:
+    from .gpt2 import readable_token
+
+    lm = _load(args)
+    rows = lm.next_token_probs(args.prompt, top_k=args.top_k, temperature=args.temperature)
+    width = max(len(readable_token(r.text)) for r in rows)
+    print(f"next token after {args.prompt!r} (temperature {args.temperature}):")
+    print(f"{'rank':>4}  {'token':<{width}}  {'id':>6}  {'prob':>8}")
+    top = rows[0].prob if rows else 1.0
+    for i, r in enumerate(rows, 1):
+        bar = "█" * max(1, round(30 * r.prob / top)) if top > 0 else ""
+        print(f"{i:>4}  {readable_token(r.text):<{width}}  {r.token_id:>6}  {r.prob:>8.4f}  {bar}")
+    if args.plot:
+        _plot_next_token(rows, args.prompt, args.temperature, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _plot_next_token(rows, prompt: str, temperature: float, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .gpt2 import readable_token
+
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(rows) + 1.5))
+    labels = [readable_token(r.text) for r in rows][::-1]
+    ax.barh(labels, [r.prob for r in rows][::-1], color="#4c72b0")
+    ax.set_xlabel("probability")
+    short = prompt if len(prompt) < 60 else prompt[:57] + "..."
+    ax.set_title(f"next token after {short!r} (T={temperature})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def cmd_perplexity(args: argparse.Namespace) -> int:
+    if (args.text is None) == (args.file is None):
+        raise UsageError("perplexity: give a TEXT or --file F (one of them)")
+    if args.file is not None:
+        try:
+            with open(args.file, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as e:
+            raise UsageError(
+                f"perplexity: argument --file: cannot read {args.file!r}: {e.strerror}"
+            ) from None
+    else:
+        text = args.text
+    lm = _load(args)
+    ppl = lm.perplexity(text)
+    n = len(lm.tokenizer(text)["input_ids"])
+    print(f"perplexity {ppl:.4f} over {n} tokens")
+    return 0
+
+
+def _progress(done: int, total: int, t0: float) -> None:
+    if not sys.stderr.isatty() and done not in (total,) and done % max(1, total // 10):
+        return
+    width = 30
+    filled = round(width * done / total)
+    rate = done / max(time.perf_counter() - t0, 1e-9)
+    eta = (total - done) / rate if rate > 0 else 0
+    end = "\n" if done == total else "\r"
+    print(
+        f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} cells, eta {eta:5.0f}s",
+        end=end,
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """Grid search: each cell's continuations are scored by their perplexity; the best cell is the one
+    whose mean perplexity is closest (in log space) to the validation text's: text as predictable as human
+    text, neither degenerate (too low) nor incoherent (too high) — Holtzman et al., 2020."""
+    import numpy as np
+
+    kw = _gen_kwargs(args)
+    for grid_key in ("top_k", "top_p", "temperature"):  # the grid's lists, not single values
+        kw.pop(grid_key, None)
+    kw["do_sample"] = True
+    for k in ("num_beams", "num_return_sequences"):
+        if kw.get(k, 1) != 1:
+            raise UsageError(f"tune: argument --{k.replace('_', '-')}: the grid samples; use 1")
+    lm = _load(args)
+    target = lm.perplexity(args.validation)
+    cells = list(itertools.product(args.top_k, args.top_p, args.temperature))
+    seed0 = 0 if args.seed is None else args.seed
+    results = []
+    t0 = time.perf_counter()
+    for i, (k, p, t) in enumerate(cells):
+        ppls = []
+        # One batched call per cell: `repeats` rows, independent seeded streams.
+        texts = lm.generate(
+            [args.prompt] * args.repeats, seed=seed0 + i, top_k=k, top_p=p, temperature=t, **kw
+        )
+        for text in texts:
+            full = args.prompt + text
+            ppls.append(lm.perplexity(full) if len(lm.tokenizer(full)["input_ids"]) >= 2 else float("nan"))
+        ppls = np.array(ppls)
+        results.append((k, p, t, float(np.nanmean(ppls)), float(np.nanstd(ppls))))
+        _progress(i + 1, len(cells), t0)
+    print(f"validation text perplexity: {target:.3f}")
+    print(f"{'top_k':>5} {'top_p':>5} {'temp':>5}  {'perplexity (mean ± sd)':>24}  {'|log ratio|':>11}")
+    scored = sorted(results, key=lambda r: abs(math.log(r[3] / target)))
+    for k, p, t, mean, sd in results:
+        dist = abs(math.log(mean / target))
+        print(f"{k:>5} {p:>5} {t:>5}  {mean:>14.3f} ± {sd:<8.3f}  {dist:>11.4f}")
+    k, p, t, mean, sd = scored[0]
+    print(
+        f"best: --top-k {k} --top-p {p} --temperature {t}  (perplexity {mean:.3f} ± {sd:.3f}, "
+        f"{args.repeats} seeded repeats; validation {target:.3f})"
+    )
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Processor benchmark, then end-to-end generation benchmark, both against transformers."""
+    from . import bench, bench_generate
+
+    out = args.out
+    if out is None and os.path.isdir(os.path.join("benches", "results")):
+        out = os.path.join("benches", "results")
+    argv = ["--quick"] if args.quick else []
+    if out:
+        argv += ["--out", out]
+    print("## logits processors: fastlogits vs transformers (µs per step)\n")
+    code = bench.main(argv)
+    print("\n## generation: fastlogits.generate vs model.generate\n")
+    return int(code or 0) or int(bench_generate.main(argv) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="fastlogits",
+        description="GPT-2 text generation with Rust-accelerated logits processing (results of transformers).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser(
+        "generate",
+        help="continue prompts",
+        description="Print each prompt and its continuation(s); streams token by token on a terminal.",
+    )
+    p.add_argument("prompt", nargs="+", metavar="PROMPT")
+    _add_model_flags(p)
+    _add_generation_flags(p)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser(
+        "next-token",
+        help="most probable next tokens",
+        description="The most probable next tokens "
+        "after PROMPT with their probabilities (whitespace shown as ␣, newlines as \\n).",
+    )
+    p.add_argument("prompt", metavar="PROMPT")
+    p.add_argument("--top-k", type=positive_int, default=30, help="rows to show (default 30)")
+    p.add_argument("--temperature", type=positive_float, default=1.0)
+    p.add_argument("--plot", metavar="FILE.png", help="also write a bar chart")
+    _add_model_flags(p)
+    p.set_defaults(func=cmd_next_token)
+
+    p = sub.add_parser(
+        "perplexity",
+        help="perplexity of a text",
+        description="exp(mean next-token NLL) of TEXT "
+        "(the value of model(ids, labels=ids).loss.exp(); sliding window beyond 1024 tokens).",
+    )
+    p.add_argument("text", nargs="?", metavar="TEXT")
+    p.add_argument("--file", metavar="F", help="read the text from a file")
+    _add_model_flags(p)
+    p.set_defaults(func=cmd_perplexity)
+
+    p = sub.add_parser("tune", help="grid-search top_k / top_p / temperature", description=cmd_tune.__doc__)
+    p.add_argument("prompt", metavar="PROMPT")
+    p.add_argument(
+        "--validation", required=True, metavar="TEXT", help="human text whose perplexity is the target"
+    )
+    p.add_argument("--top-k", type=non_negative_int, nargs="+", default=[0, 25, 50], metavar="K")
+    p.add_argument("--top-p", type=unit, nargs="+", default=[0.8, 0.9, 0.95], metavar="P")
+    p.add_argument("--temperature", type=positive_float, nargs="+", default=[0.7, 0.8, 1.0], metavar="T")
+    p.add_argument("--repeats", type=positive_int, default=3, help="seeded generations per cell (default 3)")
+    _add_model_flags(p)
+    _add_generation_flags(p, grid=True)
+    p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser(
+        "bench",
+        help="benchmarks against transformers",
+        description="Processor benchmarks against transformers in the same run (table, JSON, PNG).",
+    )
+    p.add_argument("--quick", action="store_true", help="a subset, in about a minute")
+    p.add_argument("--out", metavar="DIR", help="where to write results (default: benches/results or .)")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from ._native import FastLogitsError
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on the network
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return args.func(args)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except (FastLogitsError, ValueError, OSError) as e:
+        # InvalidArgumentError / ModelLoadError, transformers' own argument errors, unwritable files.
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"error: {msg}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""GPT-2 with its tokenizer, for text in and text out: generation, next-token probabilities, perplexity.
+
+Loading never touches the network: a name is looked up in the local Hugging Face cache only, a path is read
+from disk, and ``random_weights=True`` builds the real 124M architecture with random weights (the compute
+per token of GPT-2 small; the text is meaningless). The tokenizer comes from a local path, the checkpoint,
+or the copy of GPT-2's tokenizer bundled with fastlogits.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._native import InvalidArgumentError
+from .generate import generate as _generate
+from .generate import stream as _stream
+from .processors import TemperatureLogitsWarper
+from .sampling import top_logprobs
+
+__all__ = ["GPT2", "TokenProb", "ModelLoadError", "readable_token"]
+
+TOKENIZER_ENV = "FASTLOGITS_TOKENIZER"
+
+
+class ModelLoadError(InvalidArgumentError):
+    """The model or tokenizer could not be loaded (the message says how to provide one)."""
+
+
+@dataclass(frozen=True)
+class TokenProb:
+    token_id: int
+    text: str
+    prob: float
+    logprob: float
+
+
+def readable_token(text: str) -> str:
+    """A token's text with whitespace made visible: ' the' -> '␣the', '\\n' -> '\\\\n'."""
+    out = text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+    return out.replace(" ", "␣") if out else "''"
+
+
+#: GPT-2's tokenizer (vocab.json + merges.txt), shipped with fastlogits for offline use.
+BUNDLED_TOKENIZER = os.path.join(os.path.dirname(__file__), "data", "gpt2_tokenizer")
+
+
+def _has_tokenizer_files(path: str | None) -> bool:
+    return (
+        bool(path)
+        and os.path.isdir(path)
+        and any(os.path.exists(os.path.join(path, f)) for f in ("tokenizer.json", "vocab.json"))
+    )
+
+
+def _load_tokenizer(path: str | None, model_dir: str | None):
+    """--tokenizer, else $FASTLOGITS_TOKENIZER, else the checkpoint's own files, else the bundled GPT-2
+    tokenizer (all GPT-2 sizes share it)."""
+    from transformers import AutoTokenizer
+
+    path = path or os.environ.get(TOKENIZER_ENV)
+    if not path:
+        path = model_dir if _has_tokenizer_files(model_dir) else BUNDLED_TOKENIZER
+    try:
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except Exception as e:  # transformers raises OSError / ValueError / HF errors
+        raise ModelLoadError(
+            f"could not load a tokenizer from {path!r} ({type(e).__name__}): give a local tokenizer directory "
+            f"(--tokenizer PATH or {TOKENIZER_ENV}=PATH)"
+        ) from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+class GPT2:
+    """A GPT-2 causal LM and its tokenizer (see :meth:`load`)."""
+
+    def __init__(self, model, tokenizer, *, random_weights: bool = False):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.random_weights = random_weights
+
+    @classmethod
+    def load(
+        cls,
+        name_or_path: str | None = "gpt2",
+        *,
+        tokenizer: str | None = None,
+        random_weights: bool = False,
+        device: str = "cpu",
+        seed: int = 0,
+    ) -> GPT2:
+        """``name_or_path``: a local checkpoint directory, or a name (``gpt2``, ``distilgpt2``,
+        ``gpt2-medium``...) found in the local Hugging Face cache. ``random_weights``: GPT-2 small's shape
+        with random weights (seeded). The tokenizer: ``tokenizer`` or ``$FASTLOGITS_TOKENIZER``, else the
+        checkpoint's, else the bundled GPT-2 tokenizer."""
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        if random_weights:
+            tok = _load_tokenizer(tokenizer, None)
+            torch.manual_seed(seed)
+            model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok))).to(device)
+            return cls(model, tok, random_weights=True)
+        if not name_or_path:
+            raise ModelLoadError("no model: pass --model NAME|PATH or --random-weights")
+        try:
+            model = GPT2LMHeadModel.from_pretrained(name_or_path, local_files_only=True).to(device)
+        except Exception as e:
+            raise ModelLoadError(
+                f"could not load GPT-2 weights from {name_or_path!r} ({type(e).__name__}): nothing is downloaded; "
+                "give a local checkpoint directory (--model PATH), put the model in the Hugging Face cache, "
+                "or use --random-weights (GPT-2 124M shape, random weights) with --tokenizer PATH"
+            ) from None
+        local_dir = name_or_path if os.path.isdir(name_or_path) else None
+        return cls(model, _load_tokenizer(tokenizer, local_dir))
+
+    @property
+    def n_positions(self) -> int:
+        return int(self.model.config.n_positions)
+
+    def encode(self, prompts: str | Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded ``(input_ids, attention_mask)`` for one prompt or a list."""
+        texts = [prompts] if isinstance(prompts, str) else list(prompts)
+        if not texts:
+            raise InvalidArgumentError("no prompt given")
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True)
+        if enc["input_ids"].shape[1] == 0:
+            raise InvalidArgumentError("the prompt is empty: give some text")
+        return enc["input_ids"].to(self.model.device), enc["attention_mask"].to(self.model.device)
+
+    def _gen_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        kwargs.setdefault("pad_token_id", self.tokenizer.pad_token_id)
+        if kwargs.get("stop_strings") is not None:
+            kwargs.setdefault("tokenizer", self.tokenizer)
+        return kwargs
+
+    def generate(self, prompts: str | Sequence[str], *, seed: int | None = None, **kwargs: Any) -> list[str]:
+        """The continuation(s) of each prompt, as text (``num_return_sequences`` per prompt, in order).
+        Keyword arguments are ``generate``'s (``max_new_tokens``, ``do_sample``, ``top_p``, ...)."""
+        ids, mask = self.encode(prompts)
+        out = _generate(self.model, ids, attention_mask=mask, seed=seed, **self._gen_kwargs(kwargs))
+        return self.tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
+
+    def stream(self, prompt: str, *, seed: int | None = None, **kwargs: Any) -> Iterator[str]:
+        """Text pieces of one prompt's continuation as tokens are decided (whole characters only)."""
+        ids, mask = self.encode(prompt)
+        if ids.shape[0] != 1:
+            raise InvalidArgumentError("stream() takes one prompt")
+        eos = self.tokenizer.eos_token_id
+        tokens: list[int] = []
+        shown = 0
+        for step in _stream(self.model, ids, attention_mask=mask, seed=seed, **self._gen_kwargs(kwargs)):
+            t = int(step[0])
+            if t == eos:
+                break
+            tokens.append(t)
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            if not text.endswith("\ufffd"):  # an incomplete UTF-8 sequence waits for its next token
+                yield text[shown:]
+                shown = len(text)
+
+    def next_token_probs(self, prompt: str, top_k: int = 30, temperature: float = 1.0) -> list[TokenProb]:
+        """The ``top_k`` most probable next tokens after ``prompt``, with probabilities at ``temperature``."""
+        ids, mask = self.encode(prompt)
+        if ids.shape[1] > self.n_positions:
+            raise InvalidArgumentError(
+                f"the prompt has {ids.shape[1]} tokens, more than n_positions = {self.n_positions}"
+            )
+        with torch.no_grad():
+            logits = self.model(input_ids=ids, attention_mask=mask).logits[:, -1].float().cpu().numpy()
+        if temperature != 1.0:
+            logits = TemperatureLogitsWarper(float(temperature))(np.zeros((1, 0), np.int64), logits)
+        k = min(int(top_k), logits.shape[1])
+        lps, tids = top_logprobs(logits, k)
+        return [
+            TokenProb(int(t), self.tokenizer.decode([int(t)]), float(np.exp(lp)), float(lp))
+            for lp, t in zip(lps[0], tids[0])
+            if t >= 0
+        ]
+
+    def perplexity(self, text: str, stride: int | None = None) -> float:
+        """exp(mean next-token NLL) of ``text``: ``model(ids, labels=ids).loss.exp()`` for a text that fits
+        the context; longer texts are scored with a sliding window (``stride`` tokens per window, default
+        half the context), each token predicted once."""
+        ids = self.tokenizer(text, return_tensors="pt")["input_ids"].to(self.model.device)
+        n = ids.shape[1]
+        if n < 2:
+            raise InvalidArgumentError("perplexity needs a text of at least 2 tokens")
+        window = self.n_positions
+        if n <= window:
+            with torch.no_grad():
+                return float(self.model(ids, labels=ids).loss.exp())
+        stride = stride or window // 2
+        nll_sum, count, prev_end = 0.0, 0, 0
+        for begin in range(0, n, stride):
+            end = min(begin + window, n)
+            target_len = end - prev_end
+            chunk = ids[:, begin:end]
+            labels = chunk.clone()
+            labels[:, :-target_len] = -100
+            with torch.no_grad():
+                loss = self.model(chunk, labels=labels).loss
+            scored = int((labels[:, 1:] != -100).sum())
+            nll_sum += float(loss) * scored
+            count += scored
+            prev_end = end
+            if end == n:
+                break
+        return float(np.exp(nll_sum / count))

@@ -1,0 +1,1238 @@
+//! Beam search bookkeeping with the semantics of transformers 5.23 `generate(num_beams=...)`.
+//!
+//! [`BeamSearch`] holds what `GenerationMixin._beam_search` keeps between iterations of its loop: the
+//! `B x K` running sequences with their scores and beam indices, the `K` best finished hypotheses of
+//! every batch entry, the early-stop state and `cur_len`. [`BeamSearch::step`] is one iteration of the
+//! loop body, from `log_probs + running_beam_scores` to the stopping test; the caller runs the model and
+//! the logits processors (on [`BeamSearch::running_sequences`]) and reorders its KV cache with the
+//! returned source rows. [`BeamSearch::finalize`] gives `sequences`, `sequences_scores` and
+//! `beam_indices` as `generate(..., return_dict_in_generate=True, output_scores=True)` returns them.
+//!
+//! Every score is computed with the same float32 operations, in the same order, as transformers:
+//! `log_probs + running_beam_scores`; the `-1e9` masks added in float32; the length penalty
+//! `score / ((cur_len + 1 - prompt_len) ** length_penalty)` with the divisor computed in f64 (as Python
+//! does) and rounded to f32 (as torch does for a float32 tensor divided by a Python float).
+//!
+//! The `B x (K * V)` candidates are never sorted: every row's `beams_to_keep` best accumulated scores
+//! are selected in one read of the row (rows in parallel), and only the `K * beams_to_keep` survivors of
+//! an entry are sorted.
+//!
+//! **Ties.** `torch.topk` orders exactly equal values in an implementation-defined way. Here every
+//! ranking is by value, descending, then by position, ascending (for the candidates: `beam * V + token`;
+//! for the finished hypotheses: old ones before new ones). Results therefore match transformers whenever
+//! no two candidates that compete for a place have exactly the same float32 score. (Such ties occur in
+//! practice at the first step when beam 0 has fewer than `beams_to_keep` finite log-probs (`V` smaller
+//! than `beams_to_keep`, or a processor that bans most tokens): candidates of beams `1..K`, which start
+//! at `-1e9`, then compete, and `-1e9 + x` rounds to the same float32 for many `x`. Also among `-inf`
+//! scores.) Likewise beam *sampling* draws from the distribution transformers draws from (ordered
+//! sampling without replacement, `torch.multinomial(softmax(scores), beams_to_keep)`), with Philox
+//! counter-based streams `(seed, batch entry, step)` instead of torch's global generator.
+//!
+//! ```
+//! use fastlogits_core::beam::{BeamConfig, BeamSearch};
+//! // One prompt `[7]`, 2 beams (the prompt expanded to 2 rows), EOS = 0, at most 3 new tokens.
+//! let mut cfg = BeamConfig::new(1, 2, 4);
+//! cfg.eos_token_ids = vec![0];
+//! let mut bs = BeamSearch::new(cfg, &[7, 7], 1).unwrap();
+//! let v = 4;
+//! loop {
+//!     // The model's log-softmax (after the processors) for the 2 running rows.
+//!     let log_probs: Vec<f32> = [0.1f32, 0.2, 0.3, 0.4].iter().map(|p| p.ln()).cycle().take(2 * v).collect();
+//!     let out = bs.step(&log_probs, v).unwrap();
+//!     // ... reorder the KV cache with `out.beam_idx`, feed `out.next_tokens` to the model ...
+//!     if out.done {
+//!         break;
+//!     }
+//! }
+//! let result = bs.finalize();
+//! assert_eq!(result.rows, 1);
+//! assert_eq!(&result.sequences[..2], &[7, 3]);
+//! ```
+
+use std::cmp::Ordering;
+
+use crate::error::{Error, Result};
+use crate::kernels::{dispatch_fn, exp_nonpos, scan_row, LANES};
+use crate::pool;
+use crate::sampling::uniforms;
+use crate::select::{finite_cut, ge_mask, kth_largest, push_mask, Cand};
+
+/// The mask transformers adds (in float32) to scores that must not be chosen.
+pub const MASK: f32 = -1.0e9;
+
+/// `generate(early_stopping=...)`: `True`, `False` or `"never"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EarlyStopping {
+    /// Stop an entry as soon as it has `num_beams` finished hypotheses.
+    True,
+    /// Stop when the best running beam, scored at the current length, cannot beat the worst finished one.
+    False,
+    /// As `False`, but with `length_penalty > 0` the best running beam is scored at `max_length`.
+    Never,
+}
+
+impl EarlyStopping {
+    /// `"true"`, `"false"` or `"never"` (any case).
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "true" => Ok(EarlyStopping::True),
+            "false" => Ok(EarlyStopping::False),
+            "never" => Ok(EarlyStopping::Never),
+            _ => Err(Error::param(format!("`early_stopping` must be a boolean or 'never', but is {s}."))),
+        }
+    }
+}
+
+/// Parameters of a beam search (the `generate` arguments of the same names).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BeamConfig {
+    pub batch_size: usize,
+    pub num_beams: usize,
+    pub length_penalty: f64,
+    pub early_stopping: EarlyStopping,
+    pub num_return_sequences: usize,
+    /// May be empty (no EOS: every hypothesis runs to `max_length`).
+    pub eos_token_ids: Vec<i64>,
+    pub pad_token_id: Option<i64>,
+    /// Total length (prompt included), as `generate(max_length=...)`.
+    pub max_length: usize,
+    /// Beam sampling: draw the candidates instead of taking the best ones.
+    pub do_sample: bool,
+    pub seed: u64,
+}
+
+impl BeamConfig {
+    /// The `generate` defaults: `length_penalty = 1`, `early_stopping = False`, one returned sequence, no
+    /// EOS, no padding token, no sampling.
+    pub fn new(batch_size: usize, num_beams: usize, max_length: usize) -> Self {
+        BeamConfig {
+            batch_size,
+            num_beams,
+            length_penalty: 1.0,
+            early_stopping: EarlyStopping::False,
+            num_return_sequences: 1,
+            eos_token_ids: Vec::new(),
+            pad_token_id: None,
+            max_length,
+            do_sample: false,
+            seed: 0,
+        }
+    }
+
+    /// `max(2, 1 + number of EOS ids) * num_beams`: candidates kept per entry and step.
+    pub fn beams_to_keep(&self) -> usize {
+        2.max(1 + self.eos_token_ids.len()) * self.num_beams
+    }
+
+    /// What transformers pads finished sequences with:
+    /// `pad_token_id or eos_token_id[0] if eos_token_id is not None else -1` (Python precedence, and
+    /// Python truthiness: a padding id of 0 falls back to the first EOS id).
+    pub fn fill_value(&self) -> i64 {
+        match self.eos_token_ids.first() {
+            None => -1,
+            Some(&eos) => match self.pad_token_id {
+                Some(p) if p != 0 => p,
+                _ => eos,
+            },
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.batch_size == 0 {
+            return Err(Error::param("`batch_size` has to be a positive integer, but is 0"));
+        }
+        if self.num_beams == 0 {
+            return Err(Error::param("`num_beams` has to be a positive integer, but is 0"));
+        }
+        if self.num_return_sequences == 0 {
+            return Err(Error::param("`num_return_sequences` has to be a positive integer, but is 0"));
+        }
+        if self.num_return_sequences > self.num_beams {
+            return Err(Error::param(format!(
+                "`num_return_sequences` ({}) has to be smaller or equal to `num_beams` ({}).",
+                self.num_return_sequences, self.num_beams
+            )));
+        }
+        if !self.length_penalty.is_finite() {
+            return Err(Error::param(format!(
+                "`length_penalty` has to be a finite float, but is {}",
+                self.length_penalty
+            )));
+        }
+        let rows = self.batch_size.checked_mul(self.num_beams);
+        if rows.is_none_or(|r| r > u32::MAX as usize) {
+            return Err(Error::param("`batch_size * num_beams` is too large (at most 2^32 - 1 rows)"));
+        }
+        Ok(())
+    }
+}
+
+/// What one step decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepOutput {
+    /// The token appended to each of the `B * K` running rows (the model's next input).
+    pub next_tokens: Vec<i64>,
+    /// For each new running row, the row (in `[0, B * K)`, batch offset included) it continues: reorder
+    /// the KV cache (and any per-row state) with these.
+    pub beam_idx: Vec<i64>,
+    /// The whole search is over (transformers stops the loop for every entry at once).
+    pub done: bool,
+}
+
+/// The result, shaped as `generate` returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinalOutput {
+    /// `batch_size * num_return_sequences`.
+    pub rows: usize,
+    /// `(rows, seq_len)` row-major, padded with [`BeamConfig::fill_value`].
+    pub sequences: Vec<i64>,
+    /// Prompt length plus the longest generated length among the returned hypotheses.
+    pub seq_len: usize,
+    /// `(rows,)`: length-penalized scores.
+    pub sequences_scores: Vec<f32>,
+    /// `(rows, generated)` row-major: the running row each token was appended to, `-1` padded.
+    pub beam_indices: Vec<i64>,
+    /// `seq_len - prompt_len`.
+    pub generated: usize,
+}
+
+/// A finished hypothesis slot (`sequences` / `beam_scores` / `beam_indices` / `is_sent_finished` of one
+/// beam position).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Slot {
+    score: f32,
+    finished: bool,
+    /// Prompt and generated tokens (the rest is fill).
+    seq: Vec<i64>,
+    /// One per generated token.
+    beam_idx: Vec<i64>,
+}
+
+/// One running row's best candidates, and whether its log-probs held a NaN or `+inf`.
+#[derive(Debug, Default, Clone)]
+struct RowCands {
+    cands: Vec<Cand>,
+    invalid: bool,
+}
+
+/// The beam search state of `batch_size` entries with `num_beams` beams each.
+#[derive(Debug, Clone)]
+pub struct BeamSearch {
+    cfg: BeamConfig,
+    beams_to_keep: usize,
+    prompt_len: usize,
+    cur_len: usize,
+    steps: u64,
+    /// `B*K x cur_len` token ids.
+    running: Vec<i64>,
+    /// `B*K x (cur_len - prompt_len)`.
+    running_idx: Vec<i64>,
+    running_scores: Vec<f32>,
+    /// `B*K`: for each entry its `K` slots, best first.
+    slots: Vec<Slot>,
+    /// `is_early_stop_heuristic_unsatisfied`, per entry.
+    unsatisfied: Vec<bool>,
+    done: bool,
+    // Scratch, reused from step to step (never part of the state).
+    row_cands: Vec<RowCands>,
+    exp_buf: Vec<f32>,
+    block_sums: Vec<f64>,
+    spare_running: Vec<i64>,
+    spare_idx: Vec<i64>,
+}
+
+/// A candidate of a batch entry: `beam * V + token` and its accumulated score.
+type Flat = (usize, f32);
+
+/// One entry's weights, block sums and drawn candidates.
+type DrawWork<'a> = ((&'a mut [f32], &'a mut [f64]), &'a mut Vec<Flat>);
+
+/// Value descending, then position ascending (a total order: positions are distinct).
+#[inline]
+fn rank(a: &Flat, b: &Flat) -> Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+}
+
+#[inline]
+fn rank_cand(a: &Cand, b: &Cand) -> Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+}
+
+const CHUNK: usize = 64;
+
+dispatch_fn! {
+    /// The `k` best `(token, row[token] + s)` of a row (fewer if the row is shorter), by [`rank`], in
+    /// no particular order, in one read of the row. Returns true (and an incomplete list) if the row
+    /// holds a NaN or `+inf`.
+    fn row_top(row: &[f32], s: f32, k: usize, out: &mut Vec<Cand>) -> bool {
+        out.clear();
+        let k = k.min(row.len());
+        if k == 0 {
+            return false;
+        }
+        let mut invalid = false;
+        let mut cut = finite_cut(f32::NEG_INFINITY);
+        let mut cap = (8 * k).max(512);
+        let mut acc = [0.0f32; CHUNK];
+        for (ci, chunk) in row.chunks(CHUNK).enumerate() {
+            // The sums and the NaN / +inf test vectorize; comparing the sums (not the raw values)
+            // with the cut keeps the selection exact whatever the rounding of `x + s`.
+            let a = &mut acc[..chunk.len()];
+            let mut bad = false;
+            for (y, &x) in a.iter_mut().zip(chunk) {
+                *y = x + s;
+                bad |= x.is_nan() | (x == f32::INFINITY);
+            }
+            invalid |= bad;
+            let m = ge_mask(a, cut);
+            if m == 0 {
+                continue;
+            }
+            push_mask(a, ci * CHUNK, m, out);
+            if out.len() >= cap {
+                cut = finite_cut(kth_largest(out, k));
+                out.retain(|c| c.1 >= cut);
+                cap = cap.max(2 * out.len());
+            }
+        }
+        if invalid {
+            return true;
+        }
+        if out.len() > k {
+            out.select_nth_unstable_by(k - 1, rank_cand);
+            out.truncate(k);
+        } else if out.len() < k {
+            // Every finite score is in: the rest are the first `-inf` ones.
+            for (i, &x) in row.iter().enumerate() {
+                if out.len() == k {
+                    break;
+                }
+                if x + s == f32::NEG_INFINITY {
+                    out.push((i as u32, f32::NEG_INFINITY));
+                }
+            }
+        }
+        false
+    }
+}
+
+/// Blocks of the inverse-CDF walk of beam sampling.
+const BLOCK: usize = 256;
+
+dispatch_fn! {
+    /// `e[i] = exp((row[i] + s) - max)`, and the sum of every block of [`BLOCK`] elements.
+    fn exp_blocks(row: &[f32], s: f32, max: f32, e: &mut [f32], sums: &mut [f64]) {
+        for (o, &x) in e.iter_mut().zip(row) {
+            *o = exp_nonpos((x + s) - max);
+        }
+        for (blk, out) in e.chunks(BLOCK).zip(sums.iter_mut()) {
+            *out = block_sum(blk);
+        }
+    }
+}
+
+#[inline(always)]
+fn block_sum(blk: &[f32]) -> f64 {
+    let mut l = [0.0f32; LANES];
+    let c = blk.chunks_exact(LANES);
+    let tail = c.remainder();
+    for ch in c {
+        for j in 0..LANES {
+            l[j] += ch[j];
+        }
+    }
+    l.iter().chain(tail).map(|&x| x as f64).sum()
+}
+
+/// Index (into the entry's `K * V` weights `e`) drawn with `target` in `[0, total)`; `None` if the
+/// entry has no weight left. Blocks of [`BLOCK`] never straddle two beams (`nb` blocks per beam).
+fn walk(e: &[f32], sums: &[f64], vocab: usize, nb: usize, target: f64) -> Option<usize> {
+    let start = |bi: usize| (bi / nb) * vocab + (bi % nb) * BLOCK;
+    let end = |bi: usize| ((bi / nb) * vocab + ((bi % nb) + 1) * BLOCK).min((bi / nb + 1) * vocab);
+    let mut cum = 0.0f64;
+    let mut last = None;
+    for (bi, &bs) in sums.iter().enumerate() {
+        if bs <= 0.0 {
+            continue;
+        }
+        last = Some(bi);
+        if cum + bs > target {
+            let mut pick = None;
+            for (i, &w) in e[start(bi)..end(bi)].iter().enumerate() {
+                if w > 0.0 {
+                    cum += w as f64;
+                    pick = Some(start(bi) + i);
+                    if cum > target {
+                        break;
+                    }
+                }
+            }
+            return pick;
+        }
+        cum += bs;
+    }
+    // Rounding left the walk just short of the target: the last token with weight.
+    let bi = last?;
+    (start(bi)..end(bi)).rev().find(|&i| e[i] > 0.0)
+}
+
+impl BeamSearch {
+    /// A search over `prompt`: `batch_size * num_beams` rows of `prompt_len` ids, row-major (the prompt
+    /// already expanded to one row per beam, as `generate` does with `repeat_interleave`).
+    pub fn new(cfg: BeamConfig, prompt: &[i64], prompt_len: usize) -> Result<Self> {
+        cfg.validate()?;
+        let rows = cfg.batch_size * cfg.num_beams;
+        if prompt.len() != rows * prompt_len {
+            return Err(Error::shape(format!(
+                "the prompt has {} ids, but batch_size * num_beams = {rows} rows of length {prompt_len} \
+                 need {}",
+                prompt.len(),
+                rows * prompt_len
+            )));
+        }
+        if prompt_len >= cfg.max_length {
+            return Err(Error::param(format!(
+                "Input length of input_ids is {prompt_len}, but `max_length` is set to {}. This can lead \
+                 to unexpected behavior. You should consider increasing `max_length` or, better yet, \
+                 setting `max_new_tokens`.",
+                cfg.max_length
+            )));
+        }
+        let k = cfg.num_beams;
+        let running_scores = (0..rows).map(|r| if r % k == 0 { 0.0 } else { MASK }).collect();
+        let slots = (0..rows)
+            .map(|r| Slot {
+                score: MASK,
+                finished: false,
+                seq: prompt[r * prompt_len..(r + 1) * prompt_len].to_vec(),
+                beam_idx: Vec::new(),
+            })
+            .collect();
+        Ok(BeamSearch {
+            beams_to_keep: cfg.beams_to_keep(),
+            unsatisfied: vec![true; cfg.batch_size],
+            cfg,
+            prompt_len,
+            cur_len: prompt_len,
+            steps: 0,
+            running: prompt.to_vec(),
+            running_idx: Vec::new(),
+            running_scores,
+            slots,
+            done: false,
+            row_cands: Vec::new(),
+            exp_buf: Vec::new(),
+            block_sums: Vec::new(),
+            spare_running: Vec::new(),
+            spare_idx: Vec::new(),
+        })
+    }
+
+    pub fn config(&self) -> &BeamConfig {
+        &self.cfg
+    }
+
+    /// Current length of the running sequences (prompt included).
+    pub fn cur_len(&self) -> usize {
+        self.cur_len
+    }
+
+    pub fn prompt_len(&self) -> usize {
+        self.prompt_len
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// `batch_size * num_beams`.
+    pub fn rows(&self) -> usize {
+        self.cfg.batch_size * self.cfg.num_beams
+    }
+
+    /// True once a step has decided that the search is over ([`BeamSearch::step`] then refuses to run).
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Per entry: its finished hypotheses are settled (the early-stop heuristic is satisfied, or with
+    /// `early_stopping=True` it has `num_beams` finished ones: transformers then masks its new
+    /// candidates with `-1e9`), or the search is over. The search itself stops only when every entry
+    /// is done (or every candidate hits a stopping criterion), as in transformers.
+    pub fn entries_done(&self) -> Vec<bool> {
+        let k = self.cfg.num_beams;
+        (0..self.cfg.batch_size)
+            .map(|b| {
+                self.done
+                    || !self.unsatisfied[b]
+                    || (self.cfg.early_stopping == EarlyStopping::True
+                        && self.slots[b * k..(b + 1) * k].iter().all(|s| s.finished))
+            })
+            .collect()
+    }
+
+    /// The running sequences, `B*K x cur_len` row-major: the `input_ids` the logits processors see.
+    pub fn running_sequences(&self) -> &[i64] {
+        &self.running
+    }
+
+    /// The running beams' accumulated (unpenalized) scores, `B*K`.
+    pub fn running_scores(&self) -> &[f32] {
+        &self.running_scores
+    }
+
+    /// One iteration of transformers' beam search loop. `log_probs` is `B*K x vocab` (row-major), the
+    /// log-softmax of the model's logits after the logits processors. On error nothing has changed.
+    pub fn step(&mut self, log_probs: &[f32], vocab: usize) -> Result<StepOutput> {
+        if self.done {
+            return Err(Error::value("the beam search is finished: call finalize() (or start a new search)"));
+        }
+        let rows = self.rows();
+        if vocab == 0 {
+            return Err(Error::shape("log_probs has V = 0 columns"));
+        }
+        if log_probs.len() != rows * vocab {
+            return Err(Error::shape(format!(
+                "log_probs has {} elements, but batch_size * num_beams = {rows} rows of V = {vocab} need {}",
+                log_probs.len(),
+                rows * vocab
+            )));
+        }
+        let k = self.cfg.num_beams;
+        let keep = self.beams_to_keep;
+        if keep > k * vocab {
+            return Err(Error::param(format!(
+                "beam search keeps max(2, 1 + number of EOS ids) * num_beams = {keep} candidates per step, \
+                 more than num_beams * V = {}",
+                k * vocab
+            )));
+        }
+        let cands = if self.cfg.do_sample {
+            self.sample_candidates(log_probs, vocab)?
+        } else {
+            self.top_candidates(log_probs, vocab)?
+        };
+        Ok(self.advance(&cands, vocab))
+    }
+
+    /// The first NaN / `+inf` of `log_probs` as an error.
+    fn invalid_error(log_probs: &[f32], vocab: usize) -> Error {
+        let (i, x) = log_probs
+            .iter()
+            .enumerate()
+            .find(|(_, x)| x.is_nan() || **x == f32::INFINITY)
+            .expect("an invalid value");
+        Error::value(format!(
+            "log_probs[{}, {}] is {}: log-probabilities must be finite or -inf",
+            i / vocab,
+            i % vocab,
+            if x.is_nan() { "NaN" } else { "+inf" }
+        ))
+    }
+
+    /// `torch.topk(log_probs + running_beam_scores, beams_to_keep)` of every entry: `B x beams_to_keep`.
+    fn top_candidates(&mut self, log_probs: &[f32], vocab: usize) -> Result<Vec<Vec<Flat>>> {
+        let rows = self.rows();
+        let keep = self.beams_to_keep;
+        self.row_cands.resize_with(rows, RowCands::default);
+        let scores = &self.running_scores;
+        pool::for_each_mut(&mut self.row_cands, log_probs.len(), |r, rc| {
+            let row = &log_probs[r * vocab..(r + 1) * vocab];
+            rc.invalid = row_top(row, scores[r], keep, &mut rc.cands);
+        });
+        if self.row_cands.iter().any(|rc| rc.invalid) {
+            return Err(Self::invalid_error(log_probs, vocab));
+        }
+        let k = self.cfg.num_beams;
+        Ok(self
+            .row_cands
+            .chunks(k)
+            .map(|entry| {
+                let mut all: Vec<Flat> = entry
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(j, rc)| rc.cands.iter().map(move |c| (j * vocab + c.0 as usize, c.1)))
+                    .collect();
+                all.sort_unstable_by(rank);
+                all.truncate(keep);
+                all
+            })
+            .collect())
+    }
+
+    /// `torch.multinomial(softmax(log_probs + running_beam_scores), beams_to_keep)` of every entry, in
+    /// draw order, with the accumulated scores of the drawn candidates.
+    fn sample_candidates(&mut self, log_probs: &[f32], vocab: usize) -> Result<Vec<Vec<Flat>>> {
+        let rows = self.rows();
+        let k = self.cfg.num_beams;
+        let keep = self.beams_to_keep;
+        // Validate and find each row's maximum in one read.
+        let mut maxes = vec![(0.0f32, false); rows];
+        pool::for_each_mut(&mut maxes, log_probs.len(), |r, m| {
+            let s = scan_row(&log_probs[r * vocab..(r + 1) * vocab]);
+            *m = (s.max, s.invalid);
+        });
+        if maxes.iter().any(|m| m.1) {
+            return Err(Self::invalid_error(log_probs, vocab));
+        }
+        let scores = &self.running_scores;
+        // max(row + s) = max(row) + s: float addition is monotone.
+        let entry_max: Vec<f32> = (0..self.cfg.batch_size)
+            .map(|b| (b * k..(b + 1) * k).map(|r| maxes[r].0 + scores[r]).fold(f32::NEG_INFINITY, f32::max))
+            .collect();
+        if let Some(b) = entry_max.iter().position(|&m| m == f32::NEG_INFINITY) {
+            return Err(Error::value(format!(
+                "every candidate of batch entry {b} has score -inf: there is nothing to sample"
+            )));
+        }
+        let nb = vocab.div_ceil(BLOCK);
+        self.exp_buf.resize(rows * vocab, 0.0);
+        self.block_sums.resize(rows * nb, 0.0);
+        {
+            let mut work: Vec<(&mut [f32], &mut [f64])> =
+                self.exp_buf.chunks_mut(vocab).zip(self.block_sums.chunks_mut(nb)).collect();
+            pool::for_each_mut(&mut work, log_probs.len(), |r, (e, sums)| {
+                let row = &log_probs[r * vocab..(r + 1) * vocab];
+                exp_blocks(row, scores[r], entry_max[r / k], e, sums);
+            });
+        }
+        let (seed, step) = (self.cfg.seed, self.steps);
+        let mut out: Vec<Vec<Flat>> = vec![Vec::with_capacity(keep); self.cfg.batch_size];
+        let mut work: Vec<DrawWork> = self
+            .exp_buf
+            .chunks_mut(k * vocab)
+            .zip(self.block_sums.chunks_mut(k * nb))
+            .zip(out.iter_mut())
+            .collect();
+        pool::for_each_mut(&mut work, rows * nb * keep, |b, ((e, sums), picks)| {
+            let acc = |f: usize| log_probs[(b * k) * vocab + f] + scores[b * k + f / vocab];
+            for j in 0..keep {
+                let total: f64 = sums.iter().sum();
+                let f = if total > 0.0 {
+                    let u = uniforms(seed, b as u64, step, (j / 2) as u32)[j % 2];
+                    walk(e, sums, vocab, nb, u * total)
+                } else {
+                    None
+                };
+                let Some(f) = f else {
+                    // No probability mass left (torch then returns zero-probability candidates in an
+                    // unspecified order): the best remaining scores.
+                    let drawn: Vec<usize> = picks.iter().map(|p| p.0).collect();
+                    let mut rest: Vec<Flat> =
+                        (0..k * vocab).filter(|f| !drawn.contains(f)).map(|f| (f, acc(f))).collect();
+                    let need = keep - picks.len();
+                    rest.select_nth_unstable_by(need - 1, rank);
+                    rest.truncate(need);
+                    rest.sort_unstable_by(rank);
+                    picks.extend(rest);
+                    break;
+                };
+                picks.push((f, acc(f)));
+                e[f] = 0.0;
+                let (beam, t) = (f / vocab, f % vocab);
+                let blk = beam * nb + t / BLOCK;
+                let lo = beam * vocab + (t / BLOCK) * BLOCK;
+                let hi = (lo + BLOCK).min((beam + 1) * vocab);
+                sums[blk] = block_sum(&e[lo..hi]);
+            }
+        });
+        Ok(out)
+    }
+
+    /// Everything after the candidates: stopping criteria, next running beams, finished hypotheses,
+    /// early-stop heuristic, stopping condition. Infallible: the state changes here.
+    fn advance(&mut self, cands: &[Vec<Flat>], vocab: usize) -> StepOutput {
+        let BeamConfig {
+            batch_size, num_beams: k, length_penalty: lp, early_stopping: es, max_length, ..
+        } = self.cfg;
+        let (len, plen) = (self.cur_len, self.prompt_len);
+        let gen = len - plen;
+        let rows = batch_size * k;
+        let eos = &self.cfg.eos_token_ids;
+
+        let mut run = std::mem::take(&mut self.spare_running);
+        run.clear();
+        run.resize(rows * (len + 1), 0);
+        let mut ridx = std::mem::take(&mut self.spare_idx);
+        ridx.clear();
+        ridx.resize(rows * (gen + 1), 0);
+        let mut rscores = vec![0.0f32; rows];
+        let mut next_tokens = vec![0i64; rows];
+        let mut beam_idx = vec![0i64; rows];
+        let mut all_hit = true;
+        // `topk_log_probs / ((cur_len + 1 - decoder_prompt_len) ** length_penalty)`: a Python float
+        // divisor, applied to a float32 tensor in float32.
+        let denom = ((len + 1 - plen) as f64).powf(lp) as f32;
+        let max_hit = len + 1 >= max_length;
+
+        for (b, cand) in cands.iter().enumerate() {
+            let hits: Vec<bool> =
+                cand.iter().map(|&(f, _)| max_hit || eos.contains(&((f % vocab) as i64))).collect();
+            all_hit &= hits.iter().all(|&h| h);
+
+            // e. The best `num_beams` candidates that did not stop continue.
+            let mut order: Vec<Flat> = cand
+                .iter()
+                .zip(&hits)
+                .enumerate()
+                .map(|(c, (&(_, v), &h))| (c, if h { v + MASK } else { v }))
+                .collect();
+            order.sort_by(rank);
+            for (i, &(c, v)) in order[..k].iter().enumerate() {
+                let f = cand[c].0;
+                let src = b * k + f / vocab;
+                let tok = (f % vocab) as i64;
+                let row = b * k + i;
+                let dst = &mut run[row * (len + 1)..(row + 1) * (len + 1)];
+                dst[..len].copy_from_slice(&self.running[src * len..(src + 1) * len]);
+                dst[len] = tok;
+                let dst = &mut ridx[row * (gen + 1)..(row + 1) * (gen + 1)];
+                dst[..gen].copy_from_slice(&self.running_idx[src * gen..(src + 1) * gen]);
+                dst[gen] = src as i64;
+                rscores[row] = v;
+                next_tokens[row] = tok;
+                beam_idx[row] = src as i64;
+            }
+
+            // f. Finished hypotheses: only the first `num_beams` candidates may finish.
+            let old = &mut self.slots[b * k..(b + 1) * k];
+            let full = es == EarlyStopping::True && old.iter().all(|s| s.finished);
+            let unsat = self.unsatisfied[b];
+            let mut merged: Vec<Flat> = old.iter().enumerate().map(|(i, s)| (i, s.score)).collect();
+            for (c, (&(_, v), &h)) in cand.iter().zip(&hits).enumerate() {
+                let mut t = v / denom;
+                if full {
+                    t += MASK;
+                }
+                if !unsat {
+                    t += MASK;
+                }
+                if !(h && c < k) {
+                    t += MASK;
+                }
+                merged.push((k + c, t));
+            }
+            merged.sort_by(rank);
+            let mut taken: Vec<Option<Slot>> = old.iter_mut().map(|s| Some(std::mem::take(s))).collect();
+            for (i, &(m, score)) in merged[..k].iter().enumerate() {
+                old[i] = if m < k {
+                    taken[m].take().expect("each old slot is taken once")
+                } else {
+                    let c = m - k;
+                    let f = cand[c].0;
+                    let src = b * k + f / vocab;
+                    let mut seq = Vec::with_capacity(len + 1);
+                    seq.extend_from_slice(&self.running[src * len..(src + 1) * len]);
+                    seq.push((f % vocab) as i64);
+                    let mut bi = Vec::with_capacity(gen + 1);
+                    bi.extend_from_slice(&self.running_idx[src * gen..(src + 1) * gen]);
+                    bi.push(src as i64);
+                    Slot { score, finished: hits[c] && c < k, seq, beam_idx: bi }
+                };
+            }
+        }
+
+        // g. Commit, then the early-stop heuristic at the new length.
+        self.spare_running = std::mem::replace(&mut self.running, run);
+        self.spare_idx = std::mem::replace(&mut self.running_idx, ridx);
+        self.running_scores = rscores;
+        self.cur_len = len + 1;
+        self.steps += 1;
+        let best_len =
+            if es == EarlyStopping::Never && lp > 0.0 { max_length - plen } else { self.cur_len - plen };
+        let best_denom = (best_len as f64).powf(lp) as f32;
+        for b in 0..batch_size {
+            let slots = &self.slots[b * k..(b + 1) * k];
+            let best = self.running_scores[b * k] / best_denom;
+            let worst = slots.iter().map(|s| s.score).fold(f32::INFINITY, f32::min);
+            let improvable = slots.iter().any(|s| best > if s.finished { worst } else { MASK });
+            self.unsatisfied[b] &= improvable;
+        }
+        let all_finished = self.slots.iter().all(|s| s.finished);
+        let unfinished =
+            self.unsatisfied.iter().any(|&u| u) && !(all_finished && es == EarlyStopping::True) && !all_hit;
+        self.done = !unfinished;
+        StepOutput { next_tokens, beam_idx, done: self.done }
+    }
+
+    /// The `num_return_sequences` best finished hypotheses of every entry, as `generate` returns them
+    /// (also callable before the search is done: then it reports the hypotheses finished so far).
+    pub fn finalize(&self) -> FinalOutput {
+        let (k, n) = (self.cfg.num_beams, self.cfg.num_return_sequences);
+        let chosen: Vec<&Slot> =
+            (0..self.cfg.batch_size).flat_map(|b| self.slots[b * k..b * k + n].iter()).collect();
+        let generated = chosen.iter().map(|s| s.beam_idx.len()).max().unwrap_or(0);
+        let seq_len = self.prompt_len + generated;
+        let fill = self.cfg.fill_value();
+        let rows = chosen.len();
+        let mut sequences = vec![fill; rows * seq_len];
+        let mut beam_indices = vec![-1i64; rows * generated];
+        for (i, s) in chosen.iter().enumerate() {
+            let m = s.seq.len().min(seq_len);
+            sequences[i * seq_len..i * seq_len + m].copy_from_slice(&s.seq[..m]);
+            beam_indices[i * generated..i * generated + s.beam_idx.len()].copy_from_slice(&s.beam_idx);
+        }
+        FinalOutput {
+            rows,
+            sequences,
+            seq_len,
+            sequences_scores: chosen.iter().map(|s| s.score).collect(),
+            beam_indices,
+            generated,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A direct port of transformers' `_beam_search` loop body on fixed-size buffers (`B x K x
+    /// max_length`, as transformers allocates them), with full sorts instead of selection.
+    struct Reference {
+        cfg: BeamConfig,
+        plen: usize,
+        cur_len: usize,
+        seq_run: Vec<Vec<Vec<i64>>>,
+        seq_fin: Vec<Vec<Vec<i64>>>,
+        sc_run: Vec<Vec<f32>>,
+        sc_fin: Vec<Vec<f32>>,
+        bi_run: Vec<Vec<Vec<i64>>>,
+        bi_fin: Vec<Vec<Vec<i64>>>,
+        fin: Vec<Vec<bool>>,
+        unsat: Vec<bool>,
+    }
+
+    fn stable_desc(v: &[f32]) -> Vec<usize> {
+        let mut idx: Vec<usize> = (0..v.len()).collect();
+        idx.sort_by(|&a, &b| v[b].total_cmp(&v[a]));
+        idx
+    }
+
+    impl Reference {
+        fn new(cfg: &BeamConfig, prompt: &[i64], plen: usize) -> Self {
+            let (bs, k, ml) = (cfg.batch_size, cfg.num_beams, cfg.max_length);
+            let fill = cfg.fill_value();
+            let seq_run: Vec<Vec<Vec<i64>>> = (0..bs)
+                .map(|b| {
+                    (0..k)
+                        .map(|j| {
+                            let r = b * k + j;
+                            let mut s = vec![fill; ml];
+                            s[..plen].copy_from_slice(&prompt[r * plen..(r + 1) * plen]);
+                            s
+                        })
+                        .collect()
+                })
+                .collect();
+            Reference {
+                cfg: cfg.clone(),
+                plen,
+                cur_len: plen,
+                seq_fin: seq_run.clone(),
+                seq_run,
+                sc_run: (0..bs).map(|_| (0..k).map(|j| if j == 0 { 0.0 } else { MASK }).collect()).collect(),
+                sc_fin: vec![vec![MASK; k]; bs],
+                bi_run: vec![vec![vec![-1; ml - plen]; k]; bs],
+                bi_fin: vec![vec![vec![-1; ml - plen]; k]; bs],
+                fin: vec![vec![false; k]; bs],
+                unsat: vec![true; bs],
+            }
+        }
+
+        fn step(&mut self, lp: &[f32], v: usize) -> StepOutput {
+            let c = self.cfg.clone();
+            let (k, keep, cl, pl) = (c.num_beams, c.beams_to_keep(), self.cur_len, self.plen);
+            let mut all_hit = true;
+            let (mut toks, mut srcs) = (vec![], vec![]);
+            for b in 0..c.batch_size {
+                let acc: Vec<f32> =
+                    (0..k * v).map(|f| lp[(b * k + f / v) * v + f % v] + self.sc_run[b][f / v]).collect();
+                let top: Vec<usize> = stable_desc(&acc)[..keep].to_vec();
+                let vals: Vec<f32> = top.iter().map(|&f| acc[f]).collect();
+                let mut tseq = vec![];
+                let mut tbi = vec![];
+                let mut hits = vec![];
+                for &f in &top {
+                    let mut s = self.seq_run[b][f / v].clone();
+                    s[cl] = (f % v) as i64;
+                    tseq.push(s);
+                    let mut bi = self.bi_run[b][f / v].clone();
+                    bi[cl - pl] = (b * k + f / v) as i64;
+                    tbi.push(bi);
+                    hits.push(cl + 1 >= c.max_length || c.eos_token_ids.contains(&((f % v) as i64)));
+                }
+                all_hit &= hits.iter().all(|&h| h);
+                let trl: Vec<f32> =
+                    vals.iter().zip(&hits).map(|(&x, &h)| x + if h { MASK } else { -0.0 }).collect();
+                let nxt = stable_desc(&trl);
+                for (i, &n) in nxt[..k].iter().enumerate() {
+                    self.seq_run[b][i] = tseq[n].clone();
+                    self.sc_run[b][i] = trl[n];
+                    self.bi_run[b][i] = tbi[n].clone();
+                    toks.push(tseq[n][cl]);
+                    srcs.push(tbi[n][cl - pl]);
+                }
+                let denom = ((cl + 1 - pl) as f64).powf(c.length_penalty) as f32;
+                let full = c.early_stopping == EarlyStopping::True && self.fin[b].iter().all(|&x| x);
+                let mut msc = self.sc_fin[b].clone();
+                let mut mseq = self.seq_fin[b].clone();
+                let mut mbi = self.bi_fin[b].clone();
+                let mut mfin = self.fin[b].clone();
+                for ci in 0..keep {
+                    let did = hits[ci] && ci < k;
+                    let mut t = vals[ci] / denom;
+                    t += if full { MASK } else { -0.0 };
+                    t += if !self.unsat[b] { MASK } else { -0.0 };
+                    t += if !did { MASK } else { -0.0 };
+                    msc.push(t);
+                    mseq.push(tseq[ci].clone());
+                    mbi.push(tbi[ci].clone());
+                    mfin.push(did);
+                }
+                let m = stable_desc(&msc);
+                for (i, &j) in m[..k].iter().enumerate() {
+                    self.sc_fin[b][i] = msc[j];
+                    self.seq_fin[b][i] = mseq[j].clone();
+                    self.bi_fin[b][i] = mbi[j].clone();
+                    self.fin[b][i] = mfin[j];
+                }
+            }
+            self.cur_len += 1;
+            let hl = if c.early_stopping == EarlyStopping::Never && c.length_penalty > 0.0 {
+                c.max_length - pl
+            } else {
+                self.cur_len - pl
+            };
+            let d = (hl as f64).powf(c.length_penalty) as f32;
+            for b in 0..c.batch_size {
+                let best = self.sc_run[b][0] / d;
+                let worst = self.sc_fin[b].iter().cloned().fold(f32::INFINITY, f32::min);
+                let any = (0..k).any(|j| best > if self.fin[b][j] { worst } else { -1.0e9 });
+                self.unsat[b] = self.unsat[b] && any;
+            }
+            let open = !(self.fin.iter().flatten().all(|&x| x) && c.early_stopping == EarlyStopping::True);
+            let done = !(self.unsat.iter().any(|&u| u) && open && !all_hit);
+            StepOutput { next_tokens: toks, beam_idx: srcs, done }
+        }
+
+        fn running(&self) -> Vec<i64> {
+            self.seq_run.iter().flatten().flat_map(|s| s[..self.cur_len].to_vec()).collect()
+        }
+
+        fn finalize(&self) -> FinalOutput {
+            let n = self.cfg.num_return_sequences;
+            let mut seqs = vec![];
+            let mut scores = vec![];
+            let mut bis = vec![];
+            for b in 0..self.cfg.batch_size {
+                for j in 0..n {
+                    seqs.push(self.seq_fin[b][j].clone());
+                    scores.push(self.sc_fin[b][j]);
+                    bis.push(self.bi_fin[b][j].clone());
+                }
+            }
+            let generated = bis.iter().map(|r| r.iter().filter(|&&x| x + 1 != 0).count()).max().unwrap();
+            let seq_len = self.plen + generated;
+            FinalOutput {
+                rows: seqs.len(),
+                sequences: seqs.iter().flat_map(|s| s[..seq_len].to_vec()).collect(),
+                seq_len,
+                sequences_scores: scores,
+                beam_indices: bis.iter().flat_map(|s| s[..generated].to_vec()).collect(),
+                generated,
+            }
+        }
+    }
+
+    fn lcg(seed: u64) -> impl FnMut() -> u64 {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        move || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s >> 33
+        }
+    }
+
+    /// Log-probs from a small set of values (ties), with some `-inf`, and optionally positive values.
+    fn make_log_probs(rows: usize, v: usize, seed: u64, coarse: bool) -> Vec<f32> {
+        let mut r = lcg(seed);
+        (0..rows * v)
+            .map(|_| {
+                let x = r();
+                if x % 23 == 0 {
+                    f32::NEG_INFINITY
+                } else if coarse {
+                    -((x % 7) as f32) * 0.5 + 0.25
+                } else {
+                    -((x % 100_000) as f32) / 7919.0
+                }
+            })
+            .collect()
+    }
+
+    fn same_floats(a: &[f32], b: &[f32]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+    }
+
+    fn run_both(cfg: &BeamConfig, plen: usize, v: usize, seed: u64, coarse: bool) {
+        let rows = cfg.batch_size * cfg.num_beams;
+        let mut r = lcg(seed ^ 0xABCD);
+        let prompt: Vec<i64> = (0..rows * plen).map(|_| (r() % v as u64) as i64).collect();
+        let mut bs = BeamSearch::new(cfg.clone(), &prompt, plen).unwrap();
+        let mut rf = Reference::new(cfg, &prompt, plen);
+        let mut step = 0u64;
+        loop {
+            let lp = make_log_probs(rows, v, seed.wrapping_add(step * 7919), coarse);
+            let before: Vec<f32> = bs.running_scores().to_vec();
+            let got = bs.step(&lp, v).unwrap();
+            let want = rf.step(&lp, v);
+            assert_eq!(got, want, "step {step}");
+            assert_eq!(bs.running_sequences(), rf.running().as_slice(), "step {step}");
+            let got_scores: Vec<f32> = rf.sc_run.iter().flatten().cloned().collect();
+            assert!(same_floats(bs.running_scores(), &got_scores));
+            // Every new row continues a row of its own entry.
+            for (i, &s) in got.beam_idx.iter().enumerate() {
+                let k = cfg.num_beams as i64;
+                assert_eq!(s / k, i as i64 / k);
+            }
+            let _ = before;
+            step += 1;
+            if got.done {
+                break;
+            }
+            assert!(step < 1000);
+        }
+        let f = bs.finalize();
+        let w = rf.finalize();
+        assert_eq!(f.sequences, w.sequences);
+        assert_eq!(f.beam_indices, w.beam_indices);
+        assert_eq!((f.seq_len, f.generated, f.rows), (w.seq_len, w.generated, w.rows));
+        assert!(same_floats(&f.sequences_scores, &w.sequences_scores));
+        assert!(bs.step(&make_log_probs(rows, v, 1, coarse), v).is_err());
+    }
+
+    fn config_strategy() -> impl Strategy<Value = (BeamConfig, usize, usize, u64, bool)> {
+        (
+            1usize..4,
+            1usize..6,
+            0usize..4,
+            prop::sample::select(vec![-2.0f64, -0.5, 0.0, 0.7, 1.0, 2.0]),
+            0usize..3,
+            1usize..9,
+            0usize..4,
+            any::<u64>(),
+            any::<bool>(),
+            (1usize..13, prop::option::of(0i64..3)),
+        )
+            .prop_flat_map(|(bs, k, neos, lp, es, new, plen, seed, coarse, (v, pad))| {
+                (1usize..=k).prop_map(move |nrs| {
+                    let eos: Vec<i64> = (0..neos as i64).map(|i| (i * 5 + 1) % (v as i64 + 1)).collect();
+                    let cfg = BeamConfig {
+                        batch_size: bs,
+                        num_beams: k,
+                        length_penalty: lp,
+                        early_stopping: [EarlyStopping::True, EarlyStopping::False, EarlyStopping::Never][es],
+                        num_return_sequences: nrs,
+                        eos_token_ids: eos,
+                        pad_token_id: pad,
+                        max_length: plen + new,
+                        do_sample: false,
+                        seed,
+                    };
+                    (cfg, plen, v, seed, coarse)
+                })
+            })
+            .prop_filter("beams_to_keep <= K * V", |(c, _, v, _, _)| c.beams_to_keep() <= c.num_beams * v)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+        #[test]
+        fn matches_reference((cfg, plen, v, seed, coarse) in config_strategy()) {
+            run_both(&cfg, plen, v, seed, coarse);
+        }
+    }
+
+    #[test]
+    fn row_top_equals_full_sort() {
+        for &(v, k, s) in &[
+            (50257usize, 10usize, -3.5f32),
+            (50257, 1, 0.0),
+            (1000, 999, -1.0e9),
+            (700, 40, f32::NEG_INFINITY),
+            (5, 8, 1.0),
+        ] {
+            for coarse in [false, true] {
+                let row = make_log_probs(1, v, (v + k) as u64, coarse);
+                let mut out = Vec::new();
+                assert!(!row_top(&row, s, k, &mut out));
+                out.sort_by(rank_cand);
+                let mut all: Vec<Cand> = row.iter().enumerate().map(|(i, &x)| (i as u32, x + s)).collect();
+                all.sort_by(rank_cand);
+                all.truncate(k.min(v));
+                assert_eq!(out, all, "v={v} k={k} s={s} coarse={coarse}");
+            }
+        }
+        for at in [0usize, 57, 63, 64, 99] {
+            let mut row = vec![0.0f32; 100];
+            assert!(!row_top(&row, 0.0, 3, &mut Vec::new()));
+            row[at] = f32::NAN;
+            assert!(row_top(&row, 0.0, 3, &mut Vec::new()), "NaN at {at}");
+            row[at] = f32::INFINITY;
+            assert!(row_top(&row, 0.0, 3, &mut Vec::new()), "+inf at {at}");
+            row[at] = f32::NEG_INFINITY;
+            assert!(!row_top(&row, 0.0, 3, &mut Vec::new()));
+        }
+    }
+
+    #[test]
+    fn large_vocab_matches_reference() {
+        let mut cfg = BeamConfig::new(2, 5, 8);
+        cfg.eos_token_ids = vec![3, 17];
+        cfg.length_penalty = 1.3;
+        run_both(&cfg, 3, 5000, 11, false);
+        cfg.early_stopping = EarlyStopping::Never;
+        run_both(&cfg, 3, 5000, 12, true);
+    }
+
+    #[test]
+    fn validation() {
+        let p = vec![0i64; 4];
+        let mut c = BeamConfig::new(1, 2, 5);
+        c.num_return_sequences = 3;
+        let e = BeamSearch::new(c, &p, 2).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "`num_return_sequences` (3) has to be smaller or equal to `num_beams` (2)."
+        );
+        assert!(BeamSearch::new(BeamConfig::new(1, 0, 5), &[], 2).is_err());
+        assert!(BeamSearch::new(BeamConfig::new(0, 2, 5), &[], 2).is_err());
+        let e = BeamSearch::new(BeamConfig::new(1, 2, 2), &p, 2).unwrap_err();
+        assert!(e.to_string().starts_with("Input length of input_ids is 2, but `max_length` is set to 2"));
+        assert!(BeamSearch::new(BeamConfig::new(1, 2, 5), &p[..3], 2).is_err());
+        let mut c = BeamConfig::new(1, 2, 5);
+        c.length_penalty = f64::NAN;
+        assert!(BeamSearch::new(c, &p, 2).is_err());
+        assert!(EarlyStopping::parse("sometimes").is_err());
+        assert_eq!(EarlyStopping::parse("never").unwrap(), EarlyStopping::Never);
+    }
+
+    #[test]
+    fn fill_value_follows_python_truthiness() {
+        let mut c = BeamConfig::new(1, 2, 5);
+        assert_eq!(c.fill_value(), -1);
+        c.pad_token_id = Some(4);
+        assert_eq!(c.fill_value(), -1, "no EOS: -1 whatever the padding id");
+        c.eos_token_ids = vec![7, 8];
+        assert_eq!(c.fill_value(), 4);
+        c.pad_token_id = Some(0);
+        assert_eq!(c.fill_value(), 7, "pad 0 is falsy in Python");
+        c.pad_token_id = None;
+        assert_eq!(c.fill_value(), 7);
+    }
+
+    #[test]
+    fn errors_leave_the_state_unchanged() {
+        let mut c = BeamConfig::new(2, 2, 6);
+        c.eos_token_ids = vec![1];
+        let p = vec![0i64; 4];
+        let mut bs = BeamSearch::new(c, &p, 1).unwrap();
+        let v = 6;
+        bs.step(&make_log_probs(4, v, 3, false), v).unwrap();
+        let before = (bs.running_sequences().to_vec(), bs.running_scores().to_vec(), bs.finalize());
+        let mut lp = make_log_probs(4, v, 4, false);
+        lp[3 * v + 2] = f32::NAN;
+        let e = bs.step(&lp, v).unwrap_err();
+        assert_eq!(e.to_string(), "log_probs[3, 2] is NaN: log-probabilities must be finite or -inf");
+        assert!(bs.step(&lp[..5], v).is_err());
+        assert!(bs.step(&make_log_probs(4, 1, 4, false), 1).is_err(), "beams_to_keep > K * V");
+        let after = (bs.running_sequences().to_vec(), bs.running_scores().to_vec(), bs.finalize());
+        assert_eq!(before, after);
+        assert_eq!(bs.cur_len(), 2);
+    }
+
+    #[test]
+    fn sampling_is_thread_count_independent_and_without_replacement() {
+        let mut c = BeamConfig::new(3, 4, 12);
+        c.do_sample = true;
+        c.seed = 42;
+        c.eos_token_ids = vec![2, 5];
+        let v = 3000;
+        let p = vec![1i64; 12 * 2];
+        let run = |threads: usize| {
+            crate::pool::set_num_threads(threads).unwrap();
+            let mut bs = BeamSearch::new(c.clone(), &p, 2).unwrap();
+            let mut outs = vec![];
+            for s in 0..10 {
+                let o = bs.step(&make_log_probs(12, v, s, false), v).unwrap();
+                outs.push(o.clone());
+                if o.done {
+                    break;
+                }
+            }
+            (outs, bs.finalize())
+        };
+        let a = run(1);
+        let b = run(2);
+        crate::pool::set_num_threads(0).unwrap();
+        assert_eq!(a, b);
+        // Without replacement: the candidates of an entry are distinct.
+        let mut bs = BeamSearch::new(c.clone(), &p, 2).unwrap();
+        let lp = make_log_probs(12, v, 5, false);
+        let cands = bs.sample_candidates(&lp, v).unwrap();
+        for cs in cands {
+            let mut f: Vec<usize> = cs.iter().map(|x| x.0).collect();
+            assert_eq!(f.len(), c.beams_to_keep());
+            f.sort();
+            f.dedup();
+            assert_eq!(f.len(), c.beams_to_keep());
+            // First step: beams 1.. start at -1e9, so every draw comes from beam 0.
+            assert!(f.iter().all(|&x| x < v));
+        }
+    }
+
+    #[test]
+    fn sampling_follows_ordered_draws_without_replacement() {
+        // One beam, V = 4, keep = 2: P(first = i, second = j) = p_i p_j / (1 - p_i).
+        let lp: Vec<f32> = [0.1f64, 0.2, 0.3, 0.4].iter().map(|p| p.ln() as f32).collect();
+        let mut counts = [[0usize; 4]; 4];
+        let n = 40_000;
+        for seed in 0..n {
+            let mut c = BeamConfig::new(1, 1, 3);
+            c.do_sample = true;
+            c.seed = seed;
+            let mut bs = BeamSearch::new(c, &[0], 1).unwrap();
+            let cands = bs.sample_candidates(&lp, 4).unwrap();
+            counts[cands[0][0].0][cands[0][1].0] += 1;
+        }
+        let p = [0.1f64, 0.2, 0.3, 0.4];
+        for i in 0..4 {
+            for j in 0..4 {
+                if i == j {
+                    assert_eq!(counts[i][j], 0);
+                    continue;
+                }
+                let q = p[i] * p[j] / (1.0 - p[i]);
+                let sd = (n as f64 * q * (1.0 - q)).sqrt();
+                assert!((counts[i][j] as f64 - n as f64 * q).abs() < 5.0 * sd, "{counts:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn sampling_without_enough_mass_takes_the_best_remaining() {
+        // Only two candidates have probability > 0 but four are kept.
+        let mut c = BeamConfig::new(1, 2, 4);
+        c.do_sample = true;
+        let lp = vec![0.0f32, -200.0, -300.0, f32::NEG_INFINITY, 0.0, 0.0, 0.0, 0.0];
+        let mut bs = BeamSearch::new(c, &[0, 0], 1).unwrap();
+        let cands = bs.sample_candidates(&lp, 4).unwrap();
+        let f: Vec<usize> = cands[0].iter().map(|x| x.0).collect();
+        assert_eq!(f.len(), 4);
+        // Beam 1 starts at -1e9: its tokens (4..8) have weight 0 after exp(x - max).
+        assert_eq!(f[0], 0);
+        assert_eq!(&f[1..], &[1, 2, 4]);
+    }
+}
