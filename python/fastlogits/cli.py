@@ -179,11 +179,11 @@ def cmd_next_token(args: argparse.Namespace) -> int:
     rows = lm.next_token_probs(args.prompt, top_k=args.top_k, temperature=args.temperature)
     width = max(len(readable_token(r.text)) for r in rows)
     print(f"next token after {args.prompt!r} (temperature {args.temperature}):")
-    print(f"{'rank':>4}  {'token':<{width}}  {'id':>6}  {'prob':>8}")
+    print(f"{'rank':>4}  {'token':<{width}}  {'id':>6}  {'prob':>9}")
     top = rows[0].prob if rows else 1.0
     for i, r in enumerate(rows, 1):
         bar = "█" * max(1, round(30 * r.prob / top)) if top > 0 else ""
-        print(f"{i:>4}  {readable_token(r.text):<{width}}  {r.token_id:>6}  {r.prob:>8.4f}  {bar}")
+        print(f"{i:>4}  {readable_token(r.text):<{width}}  {r.token_id:>6}  {r.prob:>9.6f}  {bar}")
     if args.plot:
         _plot_next_token(rows, args.prompt, args.temperature, args.plot)
         print(f"wrote {args.plot}")

@@ -52,7 +52,7 @@
 use std::cmp::Ordering;
 
 use crate::error::{Error, Result};
-use crate::kernels::{dispatch_fn, exp_nonpos, scan_row, LANES};
+use crate::kernels::{dispatch_fn, exp_nonpos, lane_sum, scan_row};
 use crate::pool;
 use crate::sampling::uniforms;
 use crate::select::{finite_cut, ge_mask, kth_largest, push_mask, Cand};
@@ -326,22 +326,9 @@ dispatch_fn! {
             *o = exp_nonpos((x + s) - max);
         }
         for (blk, out) in e.chunks(BLOCK).zip(sums.iter_mut()) {
-            *out = block_sum(blk);
+            *out = lane_sum(blk);
         }
     }
-}
-
-#[inline(always)]
-fn block_sum(blk: &[f32]) -> f64 {
-    let mut l = [0.0f32; LANES];
-    let c = blk.chunks_exact(LANES);
-    let tail = c.remainder();
-    for ch in c {
-        for j in 0..LANES {
-            l[j] += ch[j];
-        }
-    }
-    l.iter().chain(tail).map(|&x| x as f64).sum()
 }
 
 /// Index (into the entry's `K * V` weights `e`) drawn with `target` in `[0, total)`; `None` if the
@@ -634,7 +621,7 @@ impl BeamSearch {
                 let blk = beam * nb + t / BLOCK;
                 let lo = beam * vocab + (t / BLOCK) * BLOCK;
                 let hi = (lo + BLOCK).min((beam + 1) * vocab);
-                sums[blk] = block_sum(&e[lo..hi]);
+                sums[blk] = lane_sum(&e[lo..hi]);
             }
         });
         Ok(out)

@@ -169,14 +169,15 @@ dispatch_fn! {
     }
 }
 
-/// Sum of a short block: `EXP_LANES` f32 partial sums, then f64.
+/// Sum of a short block (a few hundred values): [`LANES`] f32 partial sums, then f64. The one summation
+/// every kernel uses, so that equal inputs give equal sums everywhere.
 #[inline(always)]
-fn lane_sum(v: &[f32]) -> f64 {
-    let mut s = [0.0f32; EXP_LANES];
-    let c = v.chunks_exact(EXP_LANES);
+pub fn lane_sum(v: &[f32]) -> f64 {
+    let mut s = [0.0f32; LANES];
+    let c = v.chunks_exact(LANES);
     let tail = c.remainder();
     for ch in c {
-        for j in 0..EXP_LANES {
+        for j in 0..LANES {
             s[j] += ch[j];
         }
     }

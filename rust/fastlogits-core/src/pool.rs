@@ -11,7 +11,13 @@ use crate::error::{Error, Result};
 /// costs more than it saves.
 const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
 
-static POOL: OnceLock<RwLock<Arc<ThreadPool>>> = OnceLock::new();
+/// The threads a batched call uses: the calling thread plus the pool's `threads - 1` workers.
+struct Threads {
+    threads: usize,
+    pool: Arc<ThreadPool>,
+}
+
+static POOL: OnceLock<RwLock<Arc<Threads>>> = OnceLock::new();
 
 fn default_threads() -> usize {
     std::env::var("FASTLOGITS_NUM_THREADS")
@@ -21,27 +27,30 @@ fn default_threads() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-fn build(n: usize) -> Result<Arc<ThreadPool>> {
-    ThreadPoolBuilder::new()
-        .num_threads(n)
+/// `n` threads in all: the caller works too, so the pool holds `n - 1` workers (one idle worker when
+/// `n == 1`, never used). A part of the rows then always lands on the same worker, whose cache still
+/// holds them from the validation pass.
+fn build(n: usize) -> Result<Arc<Threads>> {
+    let pool = ThreadPoolBuilder::new()
+        .num_threads(n.saturating_sub(1).max(1))
         .thread_name(|i| format!("fastlogits-{i}"))
         .build()
         .map(Arc::new)
-        .map_err(|e| Error::param(format!("could not start {n} threads: {e}")))
+        .map_err(|e| Error::param(format!("could not start {n} threads: {e}")))?;
+    Ok(Arc::new(Threads { threads: n, pool }))
 }
 
-fn cell() -> &'static RwLock<Arc<ThreadPool>> {
+fn cell() -> &'static RwLock<Arc<Threads>> {
     POOL.get_or_init(|| RwLock::new(build(default_threads()).expect("starting the fastlogits thread pool")))
 }
 
-/// The current pool.
-pub fn pool() -> Arc<ThreadPool> {
+fn current() -> Arc<Threads> {
     cell().read().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
-/// Number of threads used by batched calls.
+/// Number of threads used by batched calls (the calling thread included).
 pub fn num_threads() -> usize {
-    pool().current_num_threads()
+    current().threads
 }
 
 /// Replaces the pool by one with `n` threads (`0`: the default, `FASTLOGITS_NUM_THREADS` or the number
@@ -75,7 +84,7 @@ fn split_run<T: Send>(items: &mut [T], threads: usize, f: &(impl Fn(usize, &mut 
     let size = items.len().div_ceil(threads);
     let mut parts = items.chunks_mut(size);
     let first = parts.next().expect("at least one part");
-    pool().in_place_scope(|s| {
+    current().pool.in_place_scope(|s| {
         for (k, part) in parts.enumerate() {
             s.spawn(move |_| f((k + 1) * size, part));
         }

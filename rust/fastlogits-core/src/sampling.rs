@@ -5,7 +5,7 @@
 //! the order rows are processed in.
 
 use crate::error::{Error, Result};
-use crate::kernels::{exp_into, row_max, scan_row, LANES};
+use crate::kernels::{exp_into, lane_sum, row_max, scan_row};
 use crate::row::{with_scratch, Scratch};
 use crate::select::{scan_finite, top_candidates, Cand};
 use crate::{batch_of, check_scores, pool};
@@ -47,24 +47,7 @@ crate::kernels::dispatch_fn! {
     /// Sums of consecutive blocks of `e`, in f64 (lane-parallel within a block).
     fn block_sums(e: &[f32], out: &mut Vec<f64>) {
         out.clear();
-        for b in e.chunks(BLOCK) {
-            let mut s = [0.0f32; LANES];
-            let c = b.chunks_exact(LANES);
-            let tail = c.remainder();
-            for ch in c {
-                for j in 0..LANES {
-                    s[j] += ch[j];
-                }
-            }
-            let mut t = 0.0f64;
-            for v in s {
-                t += v as f64;
-            }
-            for &v in tail {
-                t += v as f64;
-            }
-            out.push(t);
-        }
+        out.extend(e.chunks(BLOCK).map(lane_sum));
     }
 }
 

@@ -5,7 +5,7 @@ use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArray
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyString};
 
-use crate::{argument_error, dtype_name, map_err, type_error};
+use crate::{argument_error, borrow_f32_2d, dtype_name, map_err, type_error};
 
 /// Beam search state of `batch_size` entries x `num_beams` beams (transformers' `_beam_search`).
 #[pyclass(module = "fastlogits._native", name = "BeamSearch")]
@@ -46,19 +46,7 @@ fn borrow_log_probs<'py>(
     py: Python<'py>,
     log_probs: &Bound<'py, PyAny>,
 ) -> PyResult<PyReadonlyArray2<'py, f32>> {
-    let arr = log_probs.cast::<PyArray2<f32>>().map_err(|_| {
-        type_error(
-            py,
-            format!(
-                "`log_probs` must be a 2-D float32 numpy array of shape (batch_size * num_beams, vocab), got {}",
-                dtype_name(log_probs)
-            ),
-        )
-    })?;
-    if !arr.is_c_contiguous() {
-        return Err(argument_error(py, "`log_probs` must be C-contiguous"));
-    }
-    arr.try_readonly().map_err(|e| argument_error(py, format!("`log_probs` cannot be read: {e}")))
+    borrow_f32_2d(py, log_probs, "log_probs", "(batch_size * num_beams, vocab)")
 }
 
 type StepResult<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, bool);

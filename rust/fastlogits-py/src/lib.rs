@@ -57,20 +57,27 @@ pub(crate) fn dtype_name(a: &Bound<'_, PyAny>) -> String {
         .unwrap_or_else(|_| a.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into()))
 }
 
-fn scores_ro<'py>(py: Python<'py>, scores: &Bound<'py, PyAny>) -> PyResult<PyReadonlyArray2<'py, f32>> {
-    let arr = scores.cast::<PyArray2<f32>>().map_err(|_| {
+/// Borrows `obj` (the argument `name`) as a C-contiguous 2-D float32 array of the given `shape`.
+pub(crate) fn borrow_f32_2d<'py>(
+    py: Python<'py>,
+    obj: &Bound<'py, PyAny>,
+    name: &str,
+    shape: &str,
+) -> PyResult<PyReadonlyArray2<'py, f32>> {
+    let arr = obj.cast::<PyArray2<f32>>().map_err(|_| {
         type_error(
             py,
-            format!(
-                "`scores` must be a 2-D float32 numpy array of shape (batch, vocab), got {}",
-                dtype_name(scores)
-            ),
+            format!("`{name}` must be a 2-D float32 numpy array of shape {shape}, got {}", dtype_name(obj)),
         )
     })?;
     if !arr.is_c_contiguous() {
-        return Err(argument_error(py, "`scores` must be C-contiguous"));
+        return Err(argument_error(py, format!("`{name}` must be C-contiguous")));
     }
-    arr.try_readonly().map_err(|e| argument_error(py, format!("`scores` cannot be read: {e}")))
+    arr.try_readonly().map_err(|e| argument_error(py, format!("`{name}` cannot be read: {e}")))
+}
+
+fn scores_ro<'py>(py: Python<'py>, scores: &Bound<'py, PyAny>) -> PyResult<PyReadonlyArray2<'py, f32>> {
+    borrow_f32_2d(py, scores, "scores", "(batch, vocab)")
 }
 
 enum Ids<'py> {
