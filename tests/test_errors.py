@@ -197,3 +197,33 @@ def test_thread_count_bounds():
         fl.set_num_threads(-1)
     with pytest.raises(fl.InvalidArgumentError, match="num_threads"):
         fl.set_num_threads(10**6)
+
+
+@pytest.mark.parametrize("k", [3, 30])
+def test_sampling_chain_rejects_nan_in_a_later_row_and_restores_the_earlier_ones(k):
+    """Chains of point updates then top-k validate inside the top-k read; the penalties already applied
+    to earlier rows must be undone (k=30 > the sparse cap of V=100 exercises the deferred dense mask)."""
+    rng = np.random.default_rng(0)
+    s = rng.normal(size=(4, 100)).astype(np.float32)
+    s[3, 50] = np.nan
+    ids = rng.integers(0, 100, size=(4, 20))
+    pipe = fl.LogitsPipeline(
+        [
+            fl.RepetitionPenaltyLogitsProcessor(1.5),
+            fl.NoRepeatNGramLogitsProcessor(1),
+            fl.LogitBiasLogitsProcessor({1: 3.0}),
+            fl.TemperatureLogitsWarper(0.7),
+            fl.TopKLogitsWarper(k),
+            fl.TopPLogitsWarper(0.9),
+        ]
+    )
+    before = s.copy()
+    with pytest.raises(fl.InvalidArgumentError, match=r"scores\[3, 50\] is NaN"):
+        pipe(ids, s)
+    np.testing.assert_array_equal(s, before)
+    with pytest.raises(fl.InvalidArgumentError, match=r"scores\[3, 50\] is NaN"):
+        pipe.sample(ids, s, seed=0)
+    np.testing.assert_array_equal(s, before)
+    s[3, 50] = 0.0  # fixed: the same pipeline (and its history state) now works
+    tokens = pipe.sample(ids, s, seed=0)
+    assert tokens.shape == (4,)

@@ -1,19 +1,56 @@
-//! A chain of processors applied in one call: validated first, then each row once through every
-//! processor, in place, rows in parallel.
+//! A chain of processors applied in one call: validated, then each row once through every processor, in
+//! place, rows in parallel.
 
 use crate::error::Result;
 use crate::history::RowHistory;
 use crate::processors::Processor;
-use crate::row::{with_scratch, Row};
+use crate::row::{undo, with_scratch, Row, Suspended};
 use crate::sampling::uniform;
+use crate::select::Cand;
 use crate::{batch_of, check_ids, check_scores, pool, Error, TokenId};
 
 /// Processors in order, plus the per-row history state of the ones that need it.
+///
+/// A call never leaves `scores` half-modified: rows are validated (no NaN / `+inf`) before any is written
+/// out. For the usual sampling chains (point updates, temperatures, then top-k; see `fused_split`) the
+/// validation happens inside the top-k's read of each row (phase A, point updates logged), then every row
+/// is finished (phase B); on an invalid row the logged updates are undone. Other chains validate in a
+/// separate read first.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     procs: Vec<Processor>,
-    rows: Vec<RowHistory>,
+    rows: Vec<RowMem>,
     uses_history: bool,
+}
+
+/// What the pipeline keeps for one row: its history state, and its memory between the two phases.
+#[derive(Debug, Clone)]
+struct RowMem {
+    hist: RowHistory,
+    undo: Vec<(u32, f32)>,
+    kept: Vec<Cand>,
+    suspended: Suspended,
+    valid: bool,
+    error: Option<Error>,
+}
+
+impl RowMem {
+    fn new(hist: RowHistory) -> Self {
+        RowMem {
+            hist,
+            undo: Vec::new(),
+            kept: Vec::new(),
+            suspended: Suspended::default(),
+            valid: true,
+            error: None,
+        }
+    }
+}
+
+struct Work<'a> {
+    buf: &'a mut [f32],
+    mem: &'a mut RowMem,
+    out: Option<&'a mut i64>,
 }
 
 impl Pipeline {
@@ -69,6 +106,16 @@ impl Pipeline {
         self.run(ids, seq_len, scores, vocab, Some((seed, step, out)))
     }
 
+    /// Where a call can validate rows inside the first top-k read instead of a separate pass: the
+    /// processors are point updates, then temperatures, then a top-k with the `-inf` filter (the shape of
+    /// every sampling chain `generate` builds). Returns the index of that top-k.
+    fn fused_split(&self) -> Option<usize> {
+        let first_warper = self.procs.iter().position(|p| !p.is_point_update())?;
+        let k = first_warper
+            + self.procs[first_warper..].iter().position(|p| !matches!(p, Processor::Temperature(_)))?;
+        matches!(self.procs[k], Processor::TopK { filter, .. } if filter == f32::NEG_INFINITY).then_some(k)
+    }
+
     fn run<I: TokenId>(
         &mut self,
         ids: &[I],
@@ -82,11 +129,14 @@ impl Pipeline {
         for p in &self.procs {
             p.check(batch, vocab)?;
         }
-        check_scores(scores, vocab, false)?;
-
         if self.rows.len() != batch {
             // A new batch: per-row states (and per-row state parameters) start afresh.
-            self.rows = (0..batch).map(|r| self.new_row(r)).collect();
+            self.rows = (0..batch).map(|r| RowMem::new(self.new_row(r))).collect();
+        }
+        let split = self.fused_split();
+        if split.is_none() {
+            // Validate every row before any is written.
+            check_scores(scores, vocab, false)?;
         }
         let procs = &self.procs;
         let uses_history = self.uses_history;
@@ -95,33 +145,70 @@ impl Pipeline {
             None => (0, 0, Vec::new()),
         };
         outs.resize_with(batch, || None);
-        type Work<'a> = (&'a mut [f32], &'a mut RowHistory, Option<&'a mut i64>, Option<Error>);
         let mut work: Vec<Work> = scores
             .chunks_mut(vocab)
             .zip(self.rows.iter_mut())
             .zip(outs)
-            .map(|((s, m), o)| (s, m, o, None))
+            .map(|((buf, mem), out)| Work { buf, mem, out })
             .collect();
-        pool::for_each_mut(&mut work, batch * vocab, |r, (buf, mem, out, err)| {
-            if uses_history {
-                mem.sync(&ids[r * seq_len..(r + 1) * seq_len], vocab);
-            }
-            let mem = &**mem;
-            with_scratch(|s| {
-                let mut row = Row::new(buf, s);
-                for (p, st) in procs.iter().zip(&mem.states) {
-                    p.apply(&mut row, r, seq_len, &mem.ids, st.as_ref());
+        let elements = batch * vocab;
+
+        // Phase A (fused plans only): point updates, logged, then the top-k read, which also validates.
+        let start = match split {
+            None => 0,
+            Some(k) => {
+                pool::for_each_mut(&mut work, elements, |r, w| {
+                    if uses_history {
+                        w.mem.hist.sync(&ids[r * seq_len..(r + 1) * seq_len], vocab);
+                    }
+                    let mem = &mut *w.mem;
+                    with_scratch(|s| {
+                        let mut row = Row::with_undo(w.buf, s, &mut mem.undo);
+                        for (p, st) in procs[..k].iter().zip(&mem.hist.states) {
+                            p.apply(&mut row, r, seq_len, &mem.hist.ids, st.as_ref());
+                        }
+                        let Processor::TopK { k: top_k, .. } = &procs[k] else { unreachable!() };
+                        mem.valid = row.top_k_validating(top_k.get(r));
+                        mem.suspended = row.suspend(&mut mem.kept);
+                    });
+                });
+                if let Some(r) = work.iter().position(|w| !w.mem.valid) {
+                    for w in work.iter_mut() {
+                        undo(w.buf, &w.mem.undo); // the message below reads the restored row
+                    }
+                    let row = &*work[r].buf;
+                    return Err(crate::row_error(r, row, crate::kernels::scan_row(row), false)
+                        .unwrap_or_else(|| Error::value(format!("row {r} of scores is invalid"))));
                 }
-                match out {
+                k + 1
+            }
+        };
+
+        // Phase B: the remaining processors, then the row is written out (and a token drawn).
+        pool::for_each_mut(&mut work, elements, |r, w| {
+            if uses_history && split.is_none() {
+                w.mem.hist.sync(&ids[r * seq_len..(r + 1) * seq_len], vocab);
+            }
+            let mem = &mut *w.mem;
+            with_scratch(|s| {
+                let mut row = match split {
+                    None => Row::new(w.buf, s),
+                    Some(_) => Row::resume(w.buf, s, mem.suspended, &mut mem.kept),
+                };
+                for (p, st) in procs.iter().zip(&mem.hist.states).skip(start) {
+                    p.apply(&mut row, r, seq_len, &mem.hist.ids, st.as_ref());
+                }
+                mem.error = None;
+                match &mut w.out {
                     Some(o) => match row.finish_and_sample(r, uniform(seed, r as u64, step)) {
                         Ok(t) => **o = t as i64,
-                        Err(e) => *err = Some(e),
+                        Err(e) => mem.error = Some(e),
                     },
                     None => row.finish(),
                 }
             });
         });
-        match work.into_iter().find_map(|w| w.3) {
+        match work.into_iter().find_map(|w| w.mem.error.take()) {
             Some(e) => Err(e),
             None => Ok(()),
         }

@@ -106,7 +106,7 @@ impl SequenceBias {
     }
 
     fn apply(&self, row: &mut Row, hist: &[u32]) {
-        let (values, s) = row.values_and_scratch();
+        let (mut values, s) = row.points_and_scratch();
         let contrib = &mut s.contrib;
         contrib.clear();
         contrib.extend_from_slice(&self.single);
@@ -131,7 +131,7 @@ impl SequenceBias {
                 bias += contrib[i].1;
                 i += 1;
             }
-            values[t as usize] += bias;
+            values.update(t, |x| x + bias);
         }
     }
 }
@@ -450,6 +450,21 @@ impl Processor {
         })
     }
 
+    /// Whether the processor only changes a few scores in place (penalties, bans, biases, length rules):
+    /// such updates can be undone, so they may run before a row is validated.
+    pub fn is_point_update(&self) -> bool {
+        !matches!(
+            self,
+            Processor::Temperature(_)
+                | Processor::TopK { .. }
+                | Processor::TopP { .. }
+                | Processor::MinP { .. }
+                | Processor::Typical { .. }
+                | Processor::Epsilon { .. }
+                | Processor::Eta { .. }
+        )
+    }
+
     /// Whether the processor reads token ids (beyond the history length).
     pub fn uses_history(&self) -> bool {
         matches!(
@@ -541,41 +556,40 @@ impl Processor {
             Processor::RepetitionPenalty { penalty, .. } => {
                 let Some(State::Distinct { set, .. }) = state else { unreachable!() };
                 let p = penalty.get(row_index);
-                let v = row.values();
+                let mut v = row.points();
                 for &t in &set.list {
-                    let s = v[t as usize];
-                    v[t as usize] = if s < 0.0 { s * p } else { s / p };
+                    v.update(t, |s| if s < 0.0 { s * p } else { s / p });
                 }
             }
             Processor::PresencePenalty { penalty, .. } => {
                 let Some(State::Counts { counts, .. }) = state else { unreachable!() };
-                let v = row.values();
+                let mut v = row.points();
                 for &t in counts.counts.keys() {
-                    v[t as usize] -= *penalty;
+                    v.update(t, |x| x - *penalty);
                 }
             }
             Processor::FrequencyPenalty { penalty, .. } => {
                 let Some(State::Counts { counts, .. }) = state else { unreachable!() };
-                let v = row.values();
+                let mut v = row.points();
                 for (&t, &c) in &counts.counts {
-                    v[t as usize] -= *penalty * c as f32;
+                    v.update(t, |x| x - *penalty * c as f32);
                 }
             }
             Processor::NoRepeatNGram { n } => {
                 let Some(State::NGram { index, .. }) = state else { unreachable!() };
                 let banned = index.banned(hist, *n);
                 if !banned.is_empty() {
-                    let v = row.values();
+                    let mut v = row.points();
                     for &t in banned {
-                        v[t as usize] = NEG_INF;
+                        v.set(t, NEG_INF);
                     }
                 }
             }
             Processor::SequenceBias(sb) => sb.apply(row, hist),
             Processor::LogitBias(b) => {
-                let v = row.values();
+                let mut v = row.points();
                 for &(t, bias) in b {
-                    v[t as usize] += bias;
+                    v.update(t, |x| x + bias);
                 }
             }
             Processor::MinLength { min_length, eos } => {
@@ -603,11 +617,11 @@ impl Processor {
                 if len > *start {
                     // transformers: pow(factor, idx) - 1 in double, then a float32 tensor times it.
                     let scale = (factor.powf((len - *start) as f64) - 1.0) as f32;
-                    let v = row.values();
+                    let mut v = row.points();
                     for &t in eos {
-                        let s = v[t as usize];
+                        let s = v.get(t);
                         if s.is_finite() {
-                            v[t as usize] = s + s.abs() * scale;
+                            v.set(t, s + s.abs() * scale);
                         }
                     }
                 }
@@ -626,8 +640,8 @@ fn in_vocab(name: &str, mut ids: impl Iterator<Item = u32>, vocab: usize) -> Res
 }
 
 fn ban(row: &mut Row, tokens: &[u32]) {
-    let v = row.values();
+    let mut v = row.points();
     for &t in tokens {
-        v[t as usize] = NEG_INF;
+        v.set(t, NEG_INF);
     }
 }

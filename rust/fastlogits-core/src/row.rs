@@ -20,7 +20,7 @@ use std::cell::RefCell;
 use crate::kernels::{count_at_least, div_inplace, exp_into, exp_into_xe, mask_below, row_max, ExpStats};
 use crate::select::{
     boundary_by_mass, buckets_below_max, buckets_typical, collect_at_least, kth_largest, lowered,
-    top_candidates, typical_key, Cand, Histogram, MassItem,
+    top_candidates, top_candidates_ext, typical_key, Cand, Histogram, MassItem,
 };
 
 const NEG_INF: f32 = f32::NEG_INFINITY;
@@ -77,11 +77,95 @@ pub struct Row<'a> {
     /// The live tokens are exactly `s.kept`; `buf` is stale until [`Row::finish`].
     sparse: bool,
     s: &'a mut Scratch,
+    /// While the row is not known to be valid: the old value of every point update, to undo them.
+    undo: Option<&'a mut Vec<(u32, f32)>>,
+    /// A top-k mask decided before the row was validated, applied when processing resumes.
+    deferred_mask: Option<f32>,
+    /// A point update overwrote a NaN / `+inf` before the row was validated.
+    overwrote_invalid: bool,
+}
+
+/// Point updates of a row's logical values (penalties, bans, biases). While the row has not been
+/// validated, every write logs the old value so that [`undo`] can restore the buffer.
+pub struct Points<'r> {
+    buf: &'r mut [f32],
+    undo: Option<(&'r mut Vec<(u32, f32)>, &'r mut bool)>,
+}
+
+impl Points<'_> {
+    #[inline]
+    pub fn get(&self, i: u32) -> f32 {
+        self.buf[i as usize]
+    }
+
+    #[inline]
+    pub fn set(&mut self, i: u32, v: f32) {
+        if let Some((log, overwrote_invalid)) = &mut self.undo {
+            let old = self.buf[i as usize];
+            log.push((i, old));
+            // The row is validated later: a NaN / +inf replaced here must still count.
+            **overwrote_invalid |= old.is_nan() || old == f32::INFINITY;
+        }
+        self.buf[i as usize] = v;
+    }
+
+    #[inline]
+    pub fn update(&mut self, i: u32, f: impl FnOnce(f32) -> f32) {
+        let v = f(self.get(i));
+        self.set(i, v);
+    }
+}
+
+/// Restores the values a [`Points`] log recorded (latest first, so repeated writes unwind in order).
+pub fn undo(buf: &mut [f32], log: &[(u32, f32)]) {
+    for &(i, old) in log.iter().rev() {
+        buf[i as usize] = old;
+    }
+}
+
+/// A row's state between the two phases of a pipeline call (see [`crate::Pipeline`]); its kept tokens
+/// travel separately.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Suspended {
+    pending_t: Option<f32>,
+    sparse: bool,
+    deferred_mask: Option<f32>,
 }
 
 impl<'a> Row<'a> {
     pub fn new(buf: &'a mut [f32], s: &'a mut Scratch) -> Self {
-        Row { buf, pending_t: None, sparse: false, s }
+        Row {
+            buf,
+            pending_t: None,
+            sparse: false,
+            s,
+            undo: None,
+            deferred_mask: None,
+            overwrote_invalid: false,
+        }
+    }
+
+    /// A row whose point updates are logged into `log` until it is validated.
+    pub fn with_undo(buf: &'a mut [f32], s: &'a mut Scratch, log: &'a mut Vec<(u32, f32)>) -> Self {
+        log.clear();
+        Row { undo: Some(log), ..Row::new(buf, s) }
+    }
+
+    /// Ends the first phase: the state goes to `st`, the kept tokens to `kept` (swapped, no copy).
+    pub fn suspend(self, kept: &mut Vec<Cand>) -> Suspended {
+        std::mem::swap(kept, &mut self.s.kept);
+        Suspended { pending_t: self.pending_t, sparse: self.sparse, deferred_mask: self.deferred_mask }
+    }
+
+    /// Continues a suspended row (now known to be valid: nothing is logged any more).
+    pub fn resume(buf: &'a mut [f32], s: &'a mut Scratch, st: Suspended, kept: &mut Vec<Cand>) -> Self {
+        std::mem::swap(kept, &mut s.kept);
+        let mut row = Row { pending_t: st.pending_t, sparse: st.sparse, ..Row::new(buf, s) };
+        if let Some(kth) = st.deferred_mask {
+            row.finish();
+            mask_below(row.buf, kth, NEG_INF);
+        }
+        row
     }
 
     fn vocab(&self) -> usize {
@@ -130,16 +214,19 @@ impl<'a> Row<'a> {
         crate::sampling::sample_row(r, self.buf, u, self.s)
     }
 
-    /// The logical values, for point updates (penalties, bans, biases).
-    pub fn values(&mut self) -> &mut [f32] {
-        self.finish();
-        self.buf
+    /// Point access to the logical values (penalties, bans, biases).
+    pub fn points(&mut self) -> Points<'_> {
+        self.points_and_scratch().0
     }
 
-    /// Scratch memory, for processors that need some while they hold `values()`.
-    pub fn values_and_scratch(&mut self) -> (&mut [f32], &mut Scratch) {
+    /// [`Row::points`], and scratch memory for processors that need some meanwhile.
+    pub fn points_and_scratch(&mut self) -> (Points<'_>, &mut Scratch) {
         self.finish();
-        (self.buf, self.s)
+        let undo = match &mut self.undo {
+            Some(log) => Some((&mut **log, &mut self.overwrote_invalid)),
+            None => None,
+        };
+        (Points { buf: self.buf, undo }, self.s)
     }
 
     /// `scores / t`, exactly as torch divides a float32 tensor by a Python float rounded to f32.
@@ -181,8 +268,19 @@ impl<'a> Row<'a> {
     /// transformers `TopKLogitsWarper`; `k` is already `max(top_k, min_tokens_to_keep)`.
     /// Keeps every token tied with the k-th value (`scores < kth` are removed).
     pub fn top_k(&mut self, k: usize, filter: f32) {
+        self.top_k_impl(k, filter, false);
+    }
+
+    /// [`Row::top_k`] (with `-inf` filter) as the first full read of a row not yet validated: the same
+    /// read checks for NaN / `+inf` (false: the row is invalid, nothing was decided) and the buffer is
+    /// not written (a dense mask is deferred to [`Row::resume`]).
+    pub fn top_k_validating(&mut self, k: usize) -> bool {
+        self.top_k_impl(k, NEG_INF, true) && !self.overwrote_invalid
+    }
+
+    fn top_k_impl(&mut self, k: usize, filter: f32, validating: bool) -> bool {
         if k >= self.vocab() {
-            return;
+            return !validating || !crate::kernels::scan_row(self.buf).invalid;
         }
         if filter != NEG_INF {
             self.finish();
@@ -193,13 +291,16 @@ impl<'a> Row<'a> {
                 let kth = kth_largest(kept, k);
                 kept.retain(|c| c.1 >= kth);
             }
-            return;
+            return true;
         }
         let t = self.pending_t;
-        let kth_raw = top_candidates(self.buf, k, t.is_some(), &mut self.s.kept);
+        let (kth_raw, invalid) = top_candidates_ext(self.buf, k, t.is_some(), validating, &mut self.s.kept);
+        if invalid {
+            return false;
+        }
         if kth_raw == NEG_INF {
             // Fewer than k finite values: transformers' threshold is -inf and nothing is removed.
-            return;
+            return true;
         }
         let kth = match t {
             None => kth_raw,
@@ -220,10 +321,13 @@ impl<'a> Row<'a> {
         if filter == NEG_INF && self.s.kept.len() <= self.sparse_cap() {
             self.pending_t = None;
             self.sparse = true;
+        } else if validating {
+            self.deferred_mask = Some(kth);
         } else {
             self.finish();
             mask_below(self.buf, kth, filter);
         }
+        true
     }
 
     /// transformers `TopPLogitsWarper`: a token is kept iff the mass ranked strictly above it is

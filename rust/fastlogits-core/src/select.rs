@@ -40,34 +40,49 @@ pub fn kth_largest(v: &mut [Cand], k: usize) -> f32 {
 /// Bit `j` set iff `chunk[j] >= cut` (chunk of at most 64).
 #[inline(always)]
 pub fn ge_mask(chunk: &[f32], cut: f32) -> u64 {
+    ge_mask_checked(chunk, cut, false).0
+}
+
+/// [`ge_mask`], and with `check` whether the chunk holds a NaN or `+inf`.
+#[inline(always)]
+#[allow(clippy::neg_cmp_op_on_partial_ord)] // `!(x < inf)` catches NaN and +inf in one compare
+pub fn ge_mask_checked(chunk: &[f32], cut: f32, check: bool) -> (u64, bool) {
     #[cfg(target_arch = "x86_64")]
     {
         if chunk.len() == CHUNK && std::is_x86_feature_detected!("avx2") {
             // SAFETY: AVX2 is available (checked above), the chunk holds 64 floats.
-            return unsafe { ge_mask_avx2(chunk, cut) };
+            return unsafe { ge_mask_avx2(chunk, cut, check) };
         }
     }
     let mut m = 0u64;
+    let mut bad = false;
     for (j, &x) in chunk.iter().enumerate() {
         m |= ((x >= cut) as u64) << j;
+        bad |= check && !(x < f32::INFINITY);
     }
-    m
+    (m, bad)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn ge_mask_avx2(chunk: &[f32], cut: f32) -> u64 {
+unsafe fn ge_mask_avx2(chunk: &[f32], cut: f32, check: bool) -> (u64, bool) {
     use std::arch::x86_64::*;
     let c = _mm256_set1_ps(cut);
+    let inf = _mm256_set1_ps(f32::INFINITY);
     let p = chunk.as_ptr();
     let mut m = 0u64;
+    let mut bad = _mm256_setzero_ps();
     for g in 0..8 {
         let v = _mm256_loadu_ps(p.add(8 * g));
         let ge = _mm256_cmp_ps::<_CMP_GE_OQ>(v, c);
         m |= (_mm256_movemask_ps(ge) as u32 as u64) << (8 * g);
+        if check {
+            // not(v < inf), unordered: NaN or +inf.
+            bad = _mm256_or_ps(bad, _mm256_cmp_ps::<_CMP_NLT_UQ>(v, inf));
+        }
     }
-    m
+    (m, check && _mm256_movemask_ps(bad) != 0)
 }
 
 /// The threshold that selects finite values `>= t`: `-inf` becomes the lowest finite float.
@@ -90,71 +105,62 @@ pub fn push_mask(chunk: &[f32], base: usize, mut mask: u64, out: &mut Vec<Cand>)
     }
 }
 
-crate::kernels::dispatch_fn! {
-    /// Collects into `out` every finite element `>= kth`, where `kth` is the k-th largest value of the
-    /// row (counting repeats), and returns `kth`. If the row has fewer than `k` finite elements, returns
-    /// `-inf` and `out` holds all finite elements. With `slack`, `out` also holds elements down to
-    /// [`lowered`]`(kth)` (see there). `out` is in no particular order.
-    pub fn top_candidates(row: &[f32], k: usize, slack: bool, out: &mut Vec<Cand>) -> f32 {
-        out.clear();
-        assert!(k >= 1, "k must be >= 1");
-        let low = |t: f32| if slack { lowered(t) } else { t };
-        let start = sample_cut(row, k);
-        let mut cut = finite_cut(low(start));
-        let mut cap = (8 * k).max(512);
-        for (ci, chunk) in row.chunks(CHUNK).enumerate() {
-            let m = ge_mask(chunk, cut);
-            if m == 0 {
-                continue;
-            }
-            push_mask(chunk, ci * CHUNK, m, out);
-            if out.len() >= cap {
-                let thr = kth_largest(out, k);
-                cut = finite_cut(low(thr));
-                out.retain(|c| c.1 >= cut);
-                // Many ties keep the buffer large: grow the cap so pruning stays amortized O(1).
-                cap = cap.max(2 * out.len());
-            }
-        }
-        if out.len() < k {
-            if start > f32::NEG_INFINITY {
-                // The sampled starting threshold was too high (rare): scan again from -inf.
-                return top_candidates_from(row, k, slack, out);
-            }
-            return f32::NEG_INFINITY;
-        }
-        let kth = kth_largest(out, k);
-        let cut = low(kth);
-        out.retain(|c| c.1 >= cut);
-        kth
-    }
+/// Collects into `out` every finite element `>= kth`, where `kth` is the k-th largest value of the row
+/// (counting repeats), and returns `kth`. If the row has fewer than `k` finite elements, returns `-inf`
+/// and `out` holds all finite elements. With `slack`, `out` also holds elements down to
+/// [`lowered`]`(kth)` (see there). `out` is in no particular order.
+pub fn top_candidates(row: &[f32], k: usize, slack: bool, out: &mut Vec<Cand>) -> f32 {
+    top_candidates_ext(row, k, slack, false, out).0
 }
 
-/// [`top_candidates`] without the sampled starting threshold.
-#[cold]
-fn top_candidates_from(row: &[f32], k: usize, slack: bool, out: &mut Vec<Cand>) -> f32 {
+/// One scan of the row for [`top_candidates_ext`], from the starting threshold `start`; with `check`,
+/// also reports whether the row holds a NaN or `+inf`.
+#[inline(always)]
+fn scan_top(row: &[f32], k: usize, slack: bool, start: f32, check: bool, out: &mut Vec<Cand>) -> bool {
     out.clear();
     let low = |t: f32| if slack { lowered(t) } else { t };
-    let mut cut = finite_cut(f32::NEG_INFINITY);
+    let mut cut = finite_cut(low(start));
     let mut cap = (8 * k).max(512);
+    let mut bad = false;
     for (ci, chunk) in row.chunks(CHUNK).enumerate() {
-        let m = ge_mask(chunk, cut);
-        if m != 0 {
-            push_mask(chunk, ci * CHUNK, m, out);
-            if out.len() >= cap {
-                cut = finite_cut(low(kth_largest(out, k)));
-                out.retain(|c| c.1 >= cut);
-                cap = cap.max(2 * out.len());
-            }
+        let (m, b) = ge_mask_checked(chunk, cut, check);
+        bad |= b;
+        if m == 0 {
+            continue;
+        }
+        push_mask(chunk, ci * CHUNK, m, out);
+        if out.len() >= cap {
+            let thr = kth_largest(out, k);
+            cut = finite_cut(low(thr));
+            out.retain(|c| c.1 >= cut);
+            // Many ties keep the buffer large: grow the cap so pruning stays amortized O(1).
+            cap = cap.max(2 * out.len());
         }
     }
-    if out.len() < k {
-        return f32::NEG_INFINITY;
+    bad
+}
+
+crate::kernels::dispatch_fn! {
+    /// [`top_candidates`]; with `check` the same single read also tells whether the row holds a NaN or
+    /// `+inf` (then the result is `(-inf, true)` and `out` is meaningless).
+    pub fn top_candidates_ext(row: &[f32], k: usize, slack: bool, check: bool, out: &mut Vec<Cand>) -> (f32, bool) {
+        assert!(k >= 1, "k must be >= 1");
+        let start = sample_cut(row, k);
+        if scan_top(row, k, slack, start, check, out) {
+            return (f32::NEG_INFINITY, true);
+        }
+        if out.len() < k && start > f32::NEG_INFINITY {
+            // The sampled starting threshold was too high (rare): scan again from -inf.
+            scan_top(row, k, slack, f32::NEG_INFINITY, false, out);
+        }
+        if out.len() < k {
+            return (f32::NEG_INFINITY, false);
+        }
+        let kth = kth_largest(out, k);
+        let cut = if slack { lowered(kth) } else { kth };
+        out.retain(|c| c.1 >= cut);
+        (kth, false)
     }
-    let kth = kth_largest(out, k);
-    let cut = low(kth);
-    out.retain(|c| c.1 >= cut);
-    kth
 }
 
 /// A starting threshold for the k-largest scan, from a sample of 1024 elements (16 contiguous blocks of
