@@ -241,6 +241,33 @@ mod tests {
     use crate::PerRow;
 
     #[test]
+    fn fused_chain_undoes_point_updates_when_a_later_row_is_invalid() {
+        let mut p = Pipeline::new(vec![
+            Processor::repetition_penalty(PerRow::All(2.0), PerRow::All(0)).unwrap(),
+            Processor::no_repeat_ngram(1).unwrap(),
+            Processor::temperature(PerRow::All(0.5)).unwrap(),
+            Processor::top_k(PerRow::All(2), f32::NEG_INFINITY, 1).unwrap(),
+        ]);
+        assert_eq!(p.fused_split(), Some(3));
+        let ids: Vec<i64> = vec![0, 1, 2, 3];
+        let mut scores: Vec<f32> = vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+        scores[4] = f32::NAN; // row 1, col 0: not in row 1's history, found by the top-k read
+        let before = scores.clone();
+        let err = p.apply(&ids, 2, &mut scores, 4).unwrap_err();
+        assert!(err.to_string().contains("scores[1, 0] is NaN"), "{err}");
+        assert!(scores.iter().zip(&before).all(|(a, b)| a == b || (a.is_nan() && b.is_nan())));
+        scores[4] = 5.0;
+        scores[6] = f32::INFINITY; // row 1, col 2: an id of row 1's history, overwritten by the ban
+        let ids: Vec<i64> = vec![0, 1, 2, 3];
+        let before = scores.clone();
+        assert!(p.apply(&ids, 2, &mut scores, 4).unwrap_err().to_string().contains("+inf"));
+        assert_eq!(scores, before);
+        scores[6] = 7.0;
+        p.apply(&ids, 2, &mut scores, 4).unwrap();
+        assert_eq!(scores[..4], [f32::NEG_INFINITY, f32::NEG_INFINITY, 6.0, 8.0]);
+    }
+
+    #[test]
     fn error_leaves_buffer_unchanged() {
         let mut p = Pipeline::new(vec![Processor::temperature(PerRow::All(2.0)).unwrap()]);
         let mut scores = vec![1.0, 2.0, 3.0, f32::NAN];
