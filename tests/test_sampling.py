@@ -95,22 +95,42 @@ def test_greedy_equals_torch_argmax(case):
     np.testing.assert_array_equal(fl.greedy(s), ref)
 
 
+def exact_log_softmax(scores: np.ndarray) -> np.ndarray:
+    r = scores.astype(np.float64)
+    m = r.max(axis=1, keepdims=True)
+    return (r - m) - np.log(np.exp(r - m).sum(axis=1, keepdims=True))
+
+
+def torch_error(scores: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """|torch's float32 log-softmax - the exact one| per element (0 where -inf)."""
+    with np.errstate(invalid="ignore"):
+        err = np.abs(ref.astype(np.float64) - exact_log_softmax(scores))
+    return np.nan_to_num(err, nan=0.0)
+
+
+def assert_close_to_torch(got: np.ndarray, ref: np.ndarray, atol: np.ndarray, rtol: float = 1e-6) -> None:
+    diff = np.abs(got.astype(np.float64) - ref)
+    bad = diff > atol + rtol * np.abs(ref)
+    if bad.any():
+        j = int(np.argmax(bad))
+        raise AssertionError(f"{bad.sum()} values differ, e.g. {got[j]} vs torch {ref[j]} (tolerance {atol[j]})")
+
+
 @given(cases(max_v=20000, max_l=0, all_inf_rows=False))
 def test_log_softmax_equals_torch(case):
     ref = torch.log_softmax(torch.from_numpy(case.scores), dim=-1).numpy()
     got = fl.log_softmax(case.scores)
     assert np.array_equal(np.isneginf(ref), np.isneginf(got))
     fin = np.isfinite(ref)
-    # torch rounds (max + log-sum) in float32: its absolute error grows with |max| (a few ulps of it);
-    # fastlogits' is smaller (checked against float64 in test_log_softmax_is_accurate).
-    np.testing.assert_allclose(got[fin], ref[fin], rtol=1e-6, atol=1e-5)
+    # torch rounds (max + log-sum) in float32: its absolute error grows with |max| and the vocabulary
+    # (1.2e-5 seen at V = 17,896); fastlogits' is smaller (test_log_softmax_is_accurate). So the two must
+    # agree within 1e-5 plus torch's own distance to the exact (float64) result.
+    assert_close_to_torch(got[fin], ref[fin], 1e-5 + torch_error(case.scores, ref)[fin])
 
 
 @given(cases(max_v=20000, max_l=0, all_inf_rows=False))
 def test_log_softmax_is_accurate(case):
-    r = case.scores.astype(np.float64)
-    m = r.max(axis=1, keepdims=True)
-    exact = (r - m) - np.log(np.exp(r - m).sum(axis=1, keepdims=True))
+    exact = exact_log_softmax(case.scores)
     got = fl.log_softmax(case.scores)
     fin = np.isfinite(exact)
     assert np.array_equal(fin, np.isfinite(got))
@@ -127,7 +147,8 @@ def test_top_logprobs_equals_torch_topk(case, n):
     vals, ids = fl.top_logprobs(case.scores, n)
     finite = np.isfinite(ref_vals)
     np.testing.assert_array_equal(ids[finite], order[finite])
-    np.testing.assert_allclose(vals[finite], ref_vals[finite], rtol=1e-6, atol=1e-5)
+    tol = 1e-5 + np.take_along_axis(torch_error(case.scores, lp.numpy()), order, axis=-1)  # see above
+    assert_close_to_torch(vals[finite], ref_vals[finite], tol[finite])
     assert np.all(ids[~finite] == -1) and np.all(np.isneginf(vals[~finite]))
 
 

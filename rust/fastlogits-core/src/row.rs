@@ -388,8 +388,19 @@ impl<'a> Row<'a> {
                     .or_else(|| s.items.last().map(|it| it.key))
             })
         };
-        // No boundary: every finite token is kept (and -inf ones still get the filter value).
-        let thr = boundary.map_or(-f32::MAX, |kb| -kb);
+        // No boundary: every finite token is kept. transformers' `min_tokens_to_keep` re-keep then also
+        // covers -inf tokens when there are fewer finite tokens than `min_keep` (they stay -inf, which only
+        // shows with a finite filter value; if only some of them fit, torch's unstable sort picks which).
+        let thr = boundary.map_or_else(
+            || {
+                if filter != NEG_INF && min_keep > 1 && count_at_least(self.buf, -f32::MAX) < min_keep {
+                    NEG_INF
+                } else {
+                    -f32::MAX
+                }
+            },
+            |kb| -kb,
+        );
         self.keep_at_least_raw(thr, filter);
     }
 
