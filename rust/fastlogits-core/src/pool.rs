@@ -1,7 +1,10 @@
 //! The one thread pool, sized to the machine, shared by every batched call. Rows are the unit of
 //! parallelism; results never depend on the number of threads.
 
-use std::sync::{Arc, OnceLock, RwLock};
+use std::any::Any;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
@@ -28,8 +31,7 @@ fn default_threads() -> usize {
 }
 
 /// `n` threads in all: the caller works too, so the pool holds `n - 1` workers (one idle worker when
-/// `n == 1`, never used). A part of the rows then always lands on the same worker, whose cache still
-/// holds them from the validation pass.
+/// `n == 1`, never used).
 fn build(n: usize) -> Result<Arc<Threads>> {
     let pool = ThreadPoolBuilder::new()
         .num_threads(n.saturating_sub(1).max(1))
@@ -74,33 +76,119 @@ fn threads_for(items: usize, elements: usize) -> usize {
     }
 }
 
-/// Splits `items` into `threads` contiguous parts and runs `f(first_index, part)` on each: the calling
-/// thread takes the first part itself and the pool the others (one wake-up, no idle caller).
-fn split_run<T: Send>(items: &mut [T], threads: usize, f: &(impl Fn(usize, &mut [T]) + Sync)) {
-    if threads <= 1 {
-        f(0, items);
+/// State shared by the caller and the workers of one [`split_run`].
+struct Shared {
+    /// Next unclaimed item; only grows, and stays `>= n` once every item is claimed.
+    next: AtomicUsize,
+    n: usize,
+    /// Workers between "about to claim" and "done with their item".
+    active: AtomicUsize,
+    /// `task(i)` processes item `i`. Only called for a claimed `i < n`, which the caller waits for.
+    task: *const (dyn Fn(usize) + Sync + 'static),
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
+}
+
+// SAFETY: `task` points to a `Sync` closure that outlives every call made through it (see `split_run`).
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    /// Claims and runs items until none is left (a worker records a panic instead of unwinding).
+    fn work(&self, worker: bool) {
+        loop {
+            if worker {
+                self.active.fetch_add(1, Ordering::SeqCst);
+            }
+            let i = self.next.fetch_add(1, Ordering::SeqCst);
+            if i >= self.n {
+                if worker {
+                    self.active.fetch_sub(1, Ordering::SeqCst);
+                }
+                return;
+            }
+            // SAFETY: `i < n` was claimed before the caller stopped waiting (it waits for `active == 0`
+            // after every item is claimed), so the closure is alive.
+            let task = unsafe { &*self.task };
+            if worker {
+                if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| task(i))) {
+                    self.next.fetch_max(self.n, Ordering::SeqCst);
+                    self.panic.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(p);
+                }
+                self.active.fetch_sub(1, Ordering::SeqCst);
+            } else {
+                task(i);
+            }
+        }
+    }
+}
+
+/// Stops further claims and waits for the workers still busy with an item (also when the caller unwinds).
+struct WaitOnDrop<'a>(&'a Shared);
+
+impl Drop for WaitOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.next.fetch_max(self.0.n, Ordering::SeqCst);
+        while self.0.active.load(Ordering::SeqCst) != 0 {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+struct SendPtr<T>(*mut T);
+// SAFETY: used to hand out disjoint `&mut T` (one per claimed index) of a `Send` type.
+unsafe impl<T: Send> Send for SendPtr<T> {}
+unsafe impl<T: Send> Sync for SendPtr<T> {}
+
+/// Runs `f(i, &mut items[i])` for every item on `threads` threads: the calling thread and `threads - 1`
+/// pool workers claim items one at a time. The caller never waits for a worker to *wake up* (in a VM that
+/// can take longer than the work): it processes items itself until none is left, then waits only for
+/// items a worker is still processing. A worker that starts late finds nothing and leaves without touching
+/// the data.
+fn split_run<T: Send>(items: &mut [T], threads: usize, f: &(impl Fn(usize, &mut T) + Sync)) {
+    if threads <= 1 || items.len() <= 1 {
+        for (i, t) in items.iter_mut().enumerate() {
+            f(i, t);
+        }
         return;
     }
-    let size = items.len().div_ceil(threads);
-    let mut parts = items.chunks_mut(size);
-    let first = parts.next().expect("at least one part");
-    current().pool.in_place_scope(|s| {
-        for (k, part) in parts.enumerate() {
-            s.spawn(move |_| f((k + 1) * size, part));
-        }
-        f(0, first);
+    let n = items.len();
+    let base = SendPtr(items.as_mut_ptr());
+    let task = move |i: usize| {
+        let base = &base;
+        // SAFETY: every index in [0, n) is claimed exactly once, so the `&mut` are disjoint.
+        f(i, unsafe { &mut *base.0.add(i) })
+    };
+    let task: &(dyn Fn(usize) + Sync) = &task;
+    // SAFETY: lifetime erasure; `WaitOnDrop` keeps this frame (and so `task`) alive until no worker can
+    // call it any more.
+    let task: *const (dyn Fn(usize) + Sync + 'static) = unsafe { std::mem::transmute(task) };
+    let shared = Arc::new(Shared {
+        next: AtomicUsize::new(0),
+        n,
+        active: AtomicUsize::new(0),
+        task,
+        panic: Mutex::new(None),
     });
+    let pool = current();
+    for _ in 1..threads.min(n) {
+        let sh = Arc::clone(&shared);
+        pool.pool.spawn(move || sh.work(true));
+    }
+    {
+        let _wait = WaitOnDrop(&shared);
+        shared.work(false);
+    }
+    let panicked = shared.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(p) = panicked {
+        panic::resume_unwind(p);
+    }
 }
 
 /// Calls `f(i, item)` for every item; in parallel when the work (`elements` values in all) is large
 /// enough.
 pub fn for_each_mut<T: Send>(items: &mut [T], elements: usize, f: impl Fn(usize, &mut T) + Sync + Send) {
     let threads = threads_for(items.len(), elements);
-    split_run(items, threads, &|start, part: &mut [T]| {
-        for (j, t) in part.iter_mut().enumerate() {
-            f(start + j, t);
-        }
-    });
+    split_run(items, threads, &f);
 }
 
 /// Checks `f(i)` for `i in 0..n`, in parallel when large enough, and returns the error of the lowest `i`.
@@ -110,13 +198,31 @@ pub fn check_all(n: usize, elements: usize, f: impl Fn(usize) -> Result<()> + Sy
         return (0..n).try_for_each(f);
     }
     let mut results: Vec<Result<()>> = (0..n).map(|_| Ok(())).collect();
-    split_run(&mut results, threads, &|start, part: &mut [Result<()>]| {
-        for (j, r) in part.iter_mut().enumerate() {
-            *r = f(start + j);
-            if r.is_err() {
-                break; // later rows of this part cannot hold a lower index
-            }
-        }
-    });
+    split_run(&mut results, threads, &|i, r: &mut Result<()>| *r = f(i));
     results.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_item_once_and_panics_reach_the_caller() {
+        let _ = set_num_threads(2);
+        for n in [2usize, 3, 8, 64, 1000] {
+            let mut items = vec![0u32; n];
+            for_each_mut(&mut items, 1 << 20, |i, x| *x += i as u32 + 1);
+            assert!(items.iter().enumerate().all(|(i, &x)| x == i as u32 + 1), "n = {n}");
+        }
+        for bad in [0usize, 7, 63] {
+            let mut items = vec![0u32; 64];
+            let r = panic::catch_unwind(AssertUnwindSafe(|| {
+                for_each_mut(&mut items, 1 << 20, |i, _| assert!(i != bad, "boom at {i}"))
+            }));
+            assert!(r.is_err(), "the panic at item {bad} was lost");
+        }
+        let r =
+            check_all(64, 1 << 20, |i| if i % 10 == 9 { Err(Error::param(format!("{i}"))) } else { Ok(()) });
+        assert_eq!(r.unwrap_err().to_string(), Error::param("9").to_string());
+    }
 }
