@@ -19,7 +19,7 @@ use std::cell::RefCell;
 
 use crate::kernels::{count_at_least, div_inplace, exp_into, exp_into_xe, mask_below, row_max, ExpStats};
 use crate::select::{
-    boundary_by_mass, buckets_below_max, buckets_typical, collect_at_least, kth_largest, lowered,
+    boundary_by_mass, buckets_below_max, buckets_typical, collect_at_least, kth_largest, lowered, max_key,
     top_candidates, top_candidates_ext, typical_key, Cand, Histogram, MassItem,
 };
 
@@ -348,23 +348,25 @@ impl<'a> Row<'a> {
             }
             return;
         }
-        let max = row_max(self.buf);
+        // Fast path: the crossing usually lies among the few hundred most likely tokens, which one scan
+        // finds (their maximum is the row's).
+        let v = self.vocab();
+        let m = TOP_P_FAST.max(min_keep).min(v);
+        let s = &mut *self.s;
+        let kth = top_candidates(self.buf, m, false, &mut s.cands);
+        let max = s.cands.iter().fold(NEG_INF, |a, c| a.max(c.1));
         if max == NEG_INF {
             return;
         }
-        let v = self.vocab();
-        let inv_t = 1.0 / self.t();
-        self.s.e.resize(v, 0.0);
-        let target = frac * exp_into(self.buf, max, inv_t, &mut self.s.e);
-        let s = &mut *self.s;
-        // Fast path: the crossing usually lies among the few hundred most likely tokens. Each token's
-        // mass is at most 1 (relative to the maximum), so m tokens cannot reach a target above m.
-        let m = TOP_P_FAST.max(min_keep).min(v);
-        let (kth, cand_mass) = if target <= m as f64 {
-            let kth = top_candidates(self.buf, m, false, &mut s.cands);
-            (kth, s.cands.iter().map(|c| s.e[c.0 as usize] as f64).sum::<f64>())
+        let inv_t = 1.0 / self.pending_t.unwrap_or(1.0);
+        s.e.resize(v, 0.0);
+        let target = frac * exp_into(self.buf, max, inv_t, &mut s.e);
+        // Each token's mass is at most 1 (relative to the maximum), so m tokens cannot reach a target
+        // above m; if they do not, a finite kth with no mass sends the walk to the histogram.
+        let cand_mass = if target <= m as f64 {
+            s.cands.iter().map(|c| s.e[c.0 as usize] as f64).sum::<f64>()
         } else {
-            (0.0, 0.0) // a finite kth with no mass: go to the histogram
+            0.0
         };
         let boundary = if kth == NEG_INF || cand_mass >= target {
             s.items.clear();
@@ -373,7 +375,7 @@ impl<'a> Row<'a> {
                 if kth == NEG_INF {
                     None
                 } else {
-                    s.items.last().map(|it| it.key)
+                    max_key(&s.items)
                 }
             })
         } else {
@@ -385,7 +387,7 @@ impl<'a> Row<'a> {
                 let (buf, e) = (&*self.buf, &s.e);
                 s.items.extend(s.hist.members(cr.bucket).map(|i| MassItem { key: -buf[i], e: e[i] }));
                 boundary_by_mass(&mut s.items, cr.mass_before, cr.count_before, target, min_keep)
-                    .or_else(|| s.items.last().map(|it| it.key))
+                    .or_else(|| max_key(&s.items))
             })
         };
         // No boundary: every finite token is kept. transformers' `min_tokens_to_keep` re-keep then also
@@ -514,7 +516,7 @@ impl<'a> Row<'a> {
             s.hist.members(cr.bucket).map(|i| MassItem { key: typical_key(buf[i], max, inv_t, mu), e: e[i] }),
         );
         let kb = boundary_by_mass(&mut s.items, cr.mass_before, cr.count_before, target, min_keep)
-            .or_else(|| s.items.last().map(|it| it.key))
+            .or_else(|| max_key(&s.items))
             .unwrap_or(f32::INFINITY);
         mask_typical(self.buf, max, inv_t, mu, kb, filter);
     }

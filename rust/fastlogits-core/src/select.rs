@@ -402,7 +402,11 @@ pub struct MassItem {
 /// Walks `items` in ascending key order, starting from `mass_before` / `count_before` (the tokens with
 /// smaller keys that are not in `items`), and returns the key of the first item at which the cumulative
 /// mass (inclusive) reaches `target` and the count reaches `min_count`. Every token with a key `<=` the
-/// returned key is kept by the callers (ties with the boundary are kept). `None` if never reached.
+/// returned key is kept by the callers (ties with the boundary are kept, so the order among ties does not
+/// change the result). `None` if never reached.
+///
+/// Selection, not a sort: halving partitions (`select_nth_unstable`) narrow the range that holds the
+/// boundary, and only the last few dozen items are sorted. `items` is left partially ordered.
 pub fn boundary_by_mass(
     items: &mut [MassItem],
     mass_before: f64,
@@ -410,15 +414,39 @@ pub fn boundary_by_mass(
     target: f64,
     min_count: usize,
 ) -> Option<f32> {
-    items.sort_unstable_by(|a, b| a.key.total_cmp(&b.key));
-    let mut mass = mass_before;
-    for (j, it) in items.iter().enumerate() {
+    let reached = |mass: f64, count: usize| mass >= target && count >= min_count;
+    let by_key = |a: &MassItem, b: &MassItem| a.key.total_cmp(&b.key);
+    let (mut lo, mut hi) = (0, items.len());
+    let (mut mass, mut count) = (mass_before, count_before);
+    // Invariant: every item before `lo` precedes `items[lo..hi]`, which precedes every item from `hi` on;
+    // the walk has not reached the boundary before `lo`, and has by `hi` if it ever does.
+    while hi - lo > 32 {
+        let seg = &mut items[lo..hi];
+        let mid = seg.len() / 2;
+        seg.select_nth_unstable_by(mid, by_key);
+        let m: f64 = seg[..=mid].iter().map(|it| it.e as f64).sum();
+        if reached(mass + m, count + mid + 1) {
+            hi = lo + mid + 1;
+        } else {
+            mass += m;
+            count += mid + 1;
+            lo += mid + 1;
+        }
+    }
+    let seg = &mut items[lo..hi];
+    seg.sort_unstable_by(by_key);
+    for (j, it) in seg.iter().enumerate() {
         mass += it.e as f64;
-        if mass >= target && count_before + j + 1 >= min_count {
+        if reached(mass, count + j + 1) {
             return Some(it.key);
         }
     }
     None
+}
+
+/// The largest key of `items` (`None` if empty).
+pub fn max_key(items: &[MassItem]) -> Option<f32> {
+    items.iter().map(|it| it.key).max_by(f32::total_cmp)
 }
 
 #[cfg(test)]
@@ -471,5 +499,34 @@ mod tests {
         assert_eq!(boundary_by_mass(&mut items, 0.0, 0, 4.5, 1), Some(0.2));
         assert_eq!(boundary_by_mass(&mut items, 0.0, 0, 0.5, 3), Some(0.3));
         assert_eq!(boundary_by_mass(&mut items, 0.0, 0, 7.0, 1), None);
+    }
+
+    #[test]
+    fn boundary_by_selection_equals_the_sorted_walk() {
+        for (n, seed) in [(33usize, 1u64), (100, 2), (512, 3), (5000, 4)] {
+            let keys = lcg(n, seed);
+            let es = lcg(n, seed + 100);
+            let base: Vec<MassItem> = keys
+                .iter()
+                .zip(&es)
+                // a few ties, and masses in [0, 1]
+                .map(|(&k, &e)| MassItem { key: (k * 4.0).round() / 4.0, e: (e + 10.0) / 20.0 })
+                .collect();
+            let total: f64 = base.iter().map(|it| it.e as f64).sum();
+            for frac in [0.0, 0.1, 0.5, 0.9, 0.999, 1.5] {
+                for min_count in [1, 7, n / 2, n + 1] {
+                    let mut sorted = base.clone();
+                    sorted.sort_by(|a, b| a.key.total_cmp(&b.key));
+                    let mut mass = 0.25;
+                    let expect = sorted.iter().enumerate().find_map(|(j, it)| {
+                        mass += it.e as f64;
+                        (mass >= frac * total && 3 + j + 1 >= min_count).then_some(it.key)
+                    });
+                    let mut items = base.clone();
+                    let got = boundary_by_mass(&mut items, 0.25, 3, frac * total, min_count);
+                    assert_eq!(got, expect, "n {n} frac {frac} min_count {min_count}");
+                }
+            }
+        }
     }
 }
