@@ -63,14 +63,16 @@ bench: build ## Full benchmarks vs transformers (processors, beam, generation): 
 	$(PY) benches/bench_beam.py
 	$(PY) -m fastlogits.bench_generate --out benches/results
 
-lint: $(STAMP) ## cargo fmt --check, clippy, ruff
+lint: $(STAMP) ## cargo fmt --check, clippy, ruff check + format --check
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
 	$(VENV)/bin/ruff check python tests benches
+	$(VENV)/bin/ruff format --check python tests benches
 
 fmt: $(STAMP) ## Format Rust and Python sources
 	cargo fmt --all
 	$(VENV)/bin/ruff check --fix python tests benches
+	$(VENV)/bin/ruff format python tests benches
 
 clean: ## Remove build products (keeps .venv)
 	cargo clean

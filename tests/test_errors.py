@@ -221,9 +221,10 @@ def test_sampling_chain_rejects_nan_in_a_later_row_and_restores_the_earlier_ones
     with pytest.raises(fl.InvalidArgumentError, match=r"scores\[3, 50\] is NaN"):
         pipe(ids, s)
     np.testing.assert_array_equal(s, before)
-    with pytest.raises(fl.InvalidArgumentError, match=r"scores\[3, 50\] is NaN"):
-        pipe.sample(ids, s, seed=0)
-    np.testing.assert_array_equal(s, before)
+    for write_scores in (True, False):
+        with pytest.raises(fl.InvalidArgumentError, match=r"scores\[3, 50\] is NaN"):
+            pipe.sample(ids, s, seed=0, write_scores=write_scores)
+        np.testing.assert_array_equal(s, before)
     s[3, 50] = 0.0  # fixed: the same pipeline (and its history state) now works
     tokens = pipe.sample(ids, s, seed=0)
     assert tokens.shape == (4,)

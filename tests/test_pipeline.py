@@ -78,6 +78,21 @@ def test_chain_equals_processor_list(case, chain):
     assert_same(cur.numpy(), got)
 
 
+@given(cases(all_inf_rows=False), chains(), st.integers(0, 2**32 - 1), st.booleans())
+def test_sample_is_sample_of_the_processed_scores(case, chain, seed, write_scores):
+    """`pipeline.sample` (the fused draw) gives the tokens `fastlogits.sample` draws from the processed
+    scores with the same seed and step; with write_scores=True the buffer then holds exactly those scores,
+    with write_scores=False (scratch buffer, rows not written out) the tokens are still the same."""
+    pipeline = lambda: fl.LogitsPipeline([getattr(fl, n)(**kw) for n, kw in chain])  # noqa: E731
+    processed = pipeline()(case.ids, case.scores.copy())
+    assume(not np.isneginf(processed).all(axis=1).any())
+    buf = case.scores.copy()
+    got = pipeline().sample(case.ids, buf, seed=seed, step=3, write_scores=write_scores)
+    np.testing.assert_array_equal(got, fl.sample(processed, seed=seed, step=3))
+    if write_scores:
+        np.testing.assert_array_equal(buf, processed)
+
+
 @functools.cache
 def tiny_model(eos: int = 7, vocab: int = 100) -> GPT2LMHeadModel:
     torch.manual_seed(0)

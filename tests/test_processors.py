@@ -231,7 +231,7 @@ def test_top_k_ties_are_kept(k):
 def test_min_tokens_to_keep_beyond_the_finite_tokens_keeps_neg_inf(name, arg, min_keep):
     """With fewer finite tokens than min_tokens_to_keep, transformers' re-keep covers -inf tokens too: with a
     finite filter value they must stay -inf (found by the thorough profile)."""
-    s = np.array([[13.015655, -0.14293046, 1.0], [-np.inf, 3.2065272, -np.inf]], np.float32)[:, : min_keep]
+    s = np.array([[13.015655, -0.14293046, 1.0], [-np.inf, 3.2065272, -np.inf]], np.float32)[:, :min_keep]
     ids = np.zeros((2, 0), np.int64)
     kw = dict(filter_value=-1e4, min_tokens_to_keep=min_keep)
     assert_same(run_hf(getattr(hf, name)(arg, **kw), ids, s), run_fl(getattr(fl, name)(arg, **kw), ids, s))

@@ -113,7 +113,9 @@ def assert_close_to_torch(got: np.ndarray, ref: np.ndarray, atol: np.ndarray, rt
     bad = diff > atol + rtol * np.abs(ref)
     if bad.any():
         j = int(np.argmax(bad))
-        raise AssertionError(f"{bad.sum()} values differ, e.g. {got[j]} vs torch {ref[j]} (tolerance {atol[j]})")
+        raise AssertionError(
+            f"{bad.sum()} values differ, e.g. {got[j]} vs torch {ref[j]} (tolerance {atol[j]})"
+        )
 
 
 @given(cases(max_v=20000, max_l=0, all_inf_rows=False))

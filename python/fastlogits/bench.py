@@ -80,13 +80,23 @@ PROCESSORS: dict[str, tuple[str, str, tuple[Any, ...]]] = {
     "no_repeat": ("no-repeat 3", "NoRepeatNGramLogitsProcessor", (3,)),
 }
 CHAIN = ("repetition", "no_repeat", "temperature", "top_k", "top_p")
-CHAIN_LABEL = "chain + draw"
-ORDER = ("chain", *PROCESSORS)
+# The chain + draw, two ways for fastlogits: "chain" writes the processed scores back into the buffer (as
+# transformers' processors produce them); "chain_tokens" only wants the tokens (`write_scores=False`, what
+# fastlogits.generate does unless output_scores is asked for). transformers does the same work for both.
+CHAINS = {"chain": "chain + draw", "chain_tokens": "chain + draw, tokens only"}
+ORDER = (*CHAINS, *PROCESSORS)
+
+
+def label_of(key: str) -> str:
+    return CHAINS[key] if key in CHAINS else PROCESSORS[key][0]
+
 
 # Targets (ratios to transformers measured in the same run).
 SPEEDUP_TARGETS: tuple[tuple[str, str, int, float], ...] = (
     ("chain", "typical", 1, 120.0),
     ("chain", "typical", 64, 180.0),
+    ("chain_tokens", "typical", 1, 120.0),
+    ("chain_tokens", "typical", 64, 180.0),
     ("top_p", "typical", 1, 50.0),
     ("top_p", "flat", 1, 15.0),
 )
@@ -137,14 +147,14 @@ QUICK_QUIET = Quiet(busy=0.10, idle=0.05, wait_s=5.0, total_wait_s=20.0, retries
 
 @dataclass(frozen=True)
 class Case:
-    key: str  # a PROCESSORS key or "chain"
+    key: str  # a PROCESSORS or CHAINS key
     family: str
     batch: int
     history: int
 
     @property
     def label(self) -> str:
-        return CHAIN_LABEL if self.key == "chain" else PROCESSORS[self.key][0]
+        return label_of(self.key)
 
 
 def full_cases() -> list[Case]:
@@ -155,6 +165,7 @@ def full_cases() -> list[Case]:
 
 def quick_cases() -> list[Case]:
     cases = [Case("chain", f, b, HISTORY) for f in FAMILIES for b in (1, 64)]
+    cases += [Case("chain_tokens", "typical", b, HISTORY) for b in (1, 64)]
     cases += [Case(k, "typical", b, HISTORY) for k in ("top_k", "top_p") for b in (1, 64)]
     cases += [Case("top_p", "flat", 1, HISTORY)]
     cases += [Case("no_repeat", "typical", 1, h) for h in (HISTORY, HISTORY_LONG)]
@@ -245,17 +256,18 @@ def _fl_factory(case: Case, seed: int) -> Callable[[], Callable[[np.ndarray, np.
         _, cls, args = PROCESSORS[key]
         return getattr(fl, cls)(*args)
 
-    if case.key != "chain":
+    if case.key not in CHAINS:
         return lambda: proc(case.key)
+    write_scores = case.key == "chain"
 
     def make() -> Callable[[np.ndarray, np.ndarray], Any]:
         pipe = fl.LogitsPipeline([proc(k) for k in CHAIN])
         step = [0]
 
         def call(ids: np.ndarray, scores: np.ndarray) -> Any:
-            # Processes `scores` in place and draws from them: what `fl.sample(pipe(ids, scores), ...)`
-            # gives, in one native call (the decoding loop of fastlogits.generate does the same).
-            tokens = pipe.sample(ids, scores, seed=seed, step=step[0])
+            # Processes `scores` and draws from them: what `fl.sample(pipe(ids, scores), ...)` gives, in one
+            # native call (fastlogits.generate's decoding loop does the same, with write_scores=False).
+            tokens = pipe.sample(ids, scores, seed=seed, step=step[0], write_scores=write_scores)
             step[0] += 1
             return tokens
 
@@ -267,7 +279,7 @@ def _fl_factory(case: Case, seed: int) -> Callable[[], Callable[[np.ndarray, np.
 def _fl_processors_only(case: Case) -> Callable[[np.ndarray, np.ndarray], Any]:
     import fastlogits as fl
 
-    keys = CHAIN if case.key == "chain" else (case.key,)
+    keys = CHAIN if case.key in CHAINS else (case.key,)
     return fl.LogitsPipeline([getattr(fl, PROCESSORS[k][1])(*PROCESSORS[k][2]) for k in keys])
 
 
@@ -280,7 +292,7 @@ def _tf_callable(case: Case, draw: bool = True) -> Callable[[Any, Any], Any]:
         _, cls, args = PROCESSORS[key]
         return getattr(lp, cls)(*args)
 
-    if case.key != "chain":
+    if case.key not in CHAINS:
         return proc(case.key)
     processors = lp.LogitsProcessorList([proc(k) for k in CHAIN])
     if not draw:
@@ -580,8 +592,8 @@ def run_processor_bench(
     """Runs the processor benchmark and returns every measurement (JSON-serialisable).
 
     ``quick``: a subset (chain on the three families, top-k / top-p, the target cases) with fewer
-    repetitions. ``only``: restrict to these processor keys (``PROCESSORS`` keys, ``"chain"``,
-    ``"floor"``). ``progress``: where to report each case as it finishes (None: silent).
+    repetitions. ``only``: restrict to these keys (``PROCESSORS`` and ``CHAINS`` keys, ``"floor"``).
+    ``progress``: where to report each case as it finishes (None: silent).
     """
     import torch
 
@@ -687,6 +699,7 @@ def run_processor_bench(
             "chain": [PROCESSORS[k][0] for k in CHAIN],
             "chain_draw_transformers": "torch.multinomial(torch.softmax(scores, -1), 1)",
             "chain_draw_fastlogits": "pipeline.sample(ids, scores, seed=seed, step=t)",
+            "chain_tokens_draw_fastlogits": "pipeline.sample(ids, scores, seed=seed, step=t, write_scores=False)",
         },
         "cases": results,
         "floor": floors,
@@ -711,7 +724,7 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for key, family, batch, goal in SPEEDUP_TARGETS:
         r = _find(results, key, family, batch)
-        label = CHAIN_LABEL if key == "chain" else PROCESSORS[key][0]
+        label = label_of(key)
         out.append(
             {
                 "name": f"{label}, {family}, B={batch}: speedup >= {goal:g}x",
@@ -902,7 +915,7 @@ def plot(results: dict[str, Any], path: str | os.PathLike[str]) -> None:
                 )
         names = []
         for key, hist in groups:
-            name = CHAIN_LABEL if key == "chain" else PROCESSORS[key][0]
+            name = label_of(key)
             names.append(name + (f"\nL={hist}" if hist != HISTORY else ""))
         ax.set_xticks(range(len(groups)), names, fontsize=8)
         ax.set_yscale("log")

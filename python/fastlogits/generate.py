@@ -301,7 +301,8 @@ class _Decoding:
             work = logits.numpy()
             history = np.ascontiguousarray(ids[:, :cur])
             if cfg.do_sample:
-                nxt = self.chain.sample(history, work, self.seed, step)
+                # The processed scores are only kept for output_scores; otherwise `work` is scratch.
+                nxt = self.chain.sample(history, work, self.seed, step, write_scores=scores is not None)
             else:
                 self.chain(history, work)
                 nxt = _native.greedy(work, False)

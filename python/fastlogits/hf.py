@@ -135,12 +135,15 @@ class NativeChain:
         C-contiguous)."""
         self._run(ids, scores, self.steps)
 
-    def sample(self, ids: np.ndarray, scores: np.ndarray, seed: int, step: int) -> np.ndarray:
+    def sample(
+        self, ids: np.ndarray, scores: np.ndarray, seed: int, step: int, write_scores: bool = True
+    ) -> np.ndarray:
         """Processes ``scores`` in place and draws one token per row (``fastlogits.sample`` semantics); when
-        the chain ends natively, the draw is fused into its last call."""
+        the chain ends natively, the draw is fused into its last call. ``write_scores=False``: only the
+        tokens are wanted, ``scores`` is scratch (see ``LogitsPipeline.sample``)."""
         if self.steps and self.steps[-1][0] == "native":
             self._run(ids, scores, self.steps[:-1])
-            tokens = self.steps[-1][1].sample(ids, scores, seed, step)
+            tokens = self.steps[-1][1].sample(ids, scores, seed, step, write_scores)
         else:
             self._run(ids, scores, self.steps)
             tokens = _native.sample(scores, seed, step)

@@ -155,15 +155,29 @@ class LogitsPipeline:
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         return apply_native(self._pipe, input_ids, scores)
 
-    def sample(self, input_ids: Any, scores: Any, *, seed: int | None = None, step: int = 0) -> Any:
+    def sample(
+        self,
+        input_ids: Any,
+        scores: Any,
+        *,
+        seed: int | None = None,
+        step: int = 0,
+        write_scores: bool = True,
+    ) -> Any:
         """Processes ``scores`` (as calling the pipeline does) and draws one token per row from the result:
         the tokens ``fastlogits.sample(pipeline(input_ids, scores), seed=seed, step=step)`` gives, in one
         native call and one pass over the scores less (the kept tokens are drawn from directly).
 
+        ``write_scores=False``: only the tokens are wanted (a decoding loop that does not return the
+        processed scores). ``scores`` is then scratch space and its content afterwards is unspecified; rows
+        whose kept set is small (after top-k / top-p / ...) are not written out at all, which saves a write
+        of the whole buffer. The tokens are the same either way. Bad input still leaves ``scores``
+        unchanged.
+
         A row the processors leave all ``-inf`` raises ``InvalidArgumentError`` after the scores have been
         processed. With inputs that need converting (see :mod:`fastlogits.processors`) the processed
         scores are not given back: call the pipeline, then :func:`fastlogits.sample`, to get them."""
-        tokens = sample_native(self._pipe, input_ids, scores, _seed(seed), _step(step))
+        tokens = sample_native(self._pipe, input_ids, scores, _seed(seed), _step(step), bool(write_scores))
         return to_like(tokens, scores) if is_torch(scores) else tokens
 
     def reset(self) -> None:

@@ -83,14 +83,17 @@ def apply_native(pipe: _native.Pipeline, input_ids: Any, scores: Any) -> Any:
     return back(work)
 
 
-def sample_native(pipe: _native.Pipeline, input_ids: Any, scores: Any, seed: int, step: int) -> Any:
+def sample_native(
+    pipe: _native.Pipeline, input_ids: Any, scores: Any, seed: int, step: int, write_scores: bool = True
+) -> Any:
     """`apply_native`, then the sampler's draw from the processed scores (one native call)."""
-    tokens = pipe.sample(input_ids, scores, seed, step)
+    tokens = pipe.sample(input_ids, scores, seed, step, write_scores)
     if tokens is not None:
         return tokens
     work, back = as_scores(scores)
-    tokens = pipe.sample(as_ids(input_ids), work, seed, step)
-    back(work)  # in place when possible; a converted copy cannot be given back (documented)
+    tokens = pipe.sample(as_ids(input_ids), work, seed, step, write_scores)
+    if write_scores:
+        back(work)  # in place when possible; a converted copy cannot be given back (documented)
     return tokens
 
 

@@ -88,6 +88,10 @@ impl Pipeline {
     /// `(seed, row, step)`: the tokens [`crate::sampling::sample`] would draw from the written scores, in one
     /// pass less. Bad input is rejected before anything is written; a row left all `-inf` by the
     /// processors is an error reported after `scores` has been processed.
+    ///
+    /// With `write_scores` false the caller only wants the tokens: `scores` is scratch space and its
+    /// content afterwards is unspecified (rows whose kept set is small are not written out at all, which
+    /// saves a write of the whole buffer). The tokens are the same.
     #[allow(clippy::too_many_arguments)]
     pub fn apply_and_sample<I: TokenId>(
         &mut self,
@@ -98,12 +102,13 @@ impl Pipeline {
         seed: u64,
         step: u64,
         out: &mut [i64],
+        write_scores: bool,
     ) -> Result<()> {
         let batch = batch_of(scores.len(), vocab)?;
         if out.len() != batch {
             return Err(Error::shape(format!("the output has {} rows but scores has {batch}", out.len())));
         }
-        self.run(ids, seq_len, scores, vocab, Some((seed, step, out)))
+        self.run(ids, seq_len, scores, vocab, Some((seed, step, out, write_scores)))
     }
 
     /// Where a call can validate rows inside the first top-k read instead of a separate pass: the
@@ -122,7 +127,7 @@ impl Pipeline {
         seq_len: usize,
         scores: &mut [f32],
         vocab: usize,
-        draw: Option<(u64, u64, &mut [i64])>,
+        draw: Option<(u64, u64, &mut [i64], bool)>,
     ) -> Result<()> {
         let batch = batch_of(scores.len(), vocab)?;
         check_ids(ids, seq_len, batch, vocab)?;
@@ -140,9 +145,9 @@ impl Pipeline {
         }
         let procs = &self.procs;
         let uses_history = self.uses_history;
-        let (seed, step, mut outs) = match draw {
-            Some((seed, step, out)) => (seed, step, out.iter_mut().map(Some).collect()),
-            None => (0, 0, Vec::new()),
+        let (seed, step, mut outs, write) = match draw {
+            Some((seed, step, out, write)) => (seed, step, out.iter_mut().map(Some).collect(), write),
+            None => (0, 0, Vec::new(), true),
         };
         outs.resize_with(batch, || None);
         let mut work: Vec<Work> = scores
@@ -200,7 +205,7 @@ impl Pipeline {
                 }
                 mem.error = None;
                 match &mut w.out {
-                    Some(o) => match row.finish_and_sample(r, uniform(seed, r as u64, step)) {
+                    Some(o) => match row.finish_and_sample(r, uniform(seed, r as u64, step), write) {
                         Ok(t) => **o = t as i64,
                         Err(e) => mem.error = Some(e),
                     },

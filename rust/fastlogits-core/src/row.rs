@@ -195,11 +195,18 @@ impl<'a> Row<'a> {
         self.pending_t = None;
     }
 
-    /// Writes the row out and draws a token from its softmax with the uniform `u`: the same token as
-    /// [`crate::sampling::sample_row`] on the written row, without reading the row again when it is sparse.
-    pub fn finish_and_sample(&mut self, r: usize, u: f64) -> crate::Result<usize> {
+    /// Writes the row out (unless `write` is false) and draws a token from its softmax with the uniform
+    /// `u`: the same token as [`crate::sampling::sample_row`] on the written row, without reading the row
+    /// again when it is sparse. Without `write`, a sparse row is not written at all (the buffer keeps
+    /// whatever it held), a dense one still is.
+    pub fn finish_and_sample(&mut self, r: usize, u: f64, write: bool) -> crate::Result<usize> {
         if self.sparse && self.s.kept.len() <= crate::sampling::sparse_cap(self.vocab()) {
-            self.finish();
+            if write {
+                self.finish();
+            } else {
+                self.sparse = false;
+                self.pending_t = None;
+            }
             let kept = &mut self.s.kept;
             kept.sort_unstable_by_key(|c| c.0); // the index order a scan of the row finds them in
             let max = kept.iter().fold(NEG_INF, |m, c| if c.1 > m { c.1 } else { m });

@@ -367,7 +367,10 @@ impl PyPipeline {
 
     /// Applies the chain in place, then draws one token per row from the processed scores with the
     /// stream (seed, row, step): what `sample(scores, seed, step)` would draw after `__call__`, in one pass
-    /// less. Returns None (and does nothing) when the arrays need converting, as `__call__`.
+    /// less. Returns None (and does nothing) when the arrays need converting, as `__call__`. With
+    /// `write_scores=False` only the tokens are wanted: `scores` is scratch, its content afterwards
+    /// unspecified (a small kept set is then not written out at all).
+    #[pyo3(signature = (input_ids, scores, seed, step, write_scores = true))]
     fn sample<'py>(
         &mut self,
         py: Python<'py>,
@@ -375,6 +378,7 @@ impl PyPipeline {
         scores: &Bound<'py, PyAny>,
         seed: u64,
         step: u64,
+        write_scores: bool,
     ) -> PyResult<Option<Bound<'py, PyArray1<i64>>>> {
         let (Some(ids), Some(mut s)) = (accept_ids(input_ids), accept_scores_rw(py, scores)?) else {
             return Ok(None);
@@ -383,8 +387,12 @@ impl PyPipeline {
         let inner = &mut self.inner;
         let o = &mut out;
         with_inputs(py, &ids, &mut s, |ids, l, buf, v| match ids {
-            IdsRef::I64(ids) => py.detach(|| inner.apply_and_sample(ids, l, buf, v, seed, step, o)),
-            IdsRef::I32(ids) => py.detach(|| inner.apply_and_sample(ids, l, buf, v, seed, step, o)),
+            IdsRef::I64(ids) => {
+                py.detach(|| inner.apply_and_sample(ids, l, buf, v, seed, step, o, write_scores))
+            }
+            IdsRef::I32(ids) => {
+                py.detach(|| inner.apply_and_sample(ids, l, buf, v, seed, step, o, write_scores))
+            }
         })?;
         Ok(Some(PyArray1::from_vec(py, out)))
     }
