@@ -122,9 +122,13 @@ impl RowHistory {
     /// Returns true if the states were rebuilt rather than extended.
     pub fn sync<I: TokenId>(&mut self, ids: &[I], vocab: usize) -> bool {
         let old = self.ids.len();
+        // Block-wise without early exit inside a block, so that the comparison vectorizes.
         let extends = vocab == self.vocab
             && ids.len() >= old
-            && ids[..old].iter().zip(&self.ids).all(|(&a, &b)| a.to_i64() == b as i64);
+            && ids[..old]
+                .chunks(256)
+                .zip(self.ids.chunks(256))
+                .all(|(a, b)| a.iter().zip(b).fold(true, |same, (&x, &y)| same & (x.to_i64() == y as i64)));
         if extends {
             if ids.len() == old {
                 return false;
