@@ -128,8 +128,16 @@ struct WaitOnDrop<'a>(&'a Shared);
 impl Drop for WaitOnDrop<'_> {
     fn drop(&mut self) {
         self.0.next.fetch_max(self.0.n, Ordering::SeqCst);
+        // A row takes microseconds: spin first, then yield (more threads than cores must not starve the
+        // worker being waited for).
+        let mut spins = 0u32;
         while self.0.active.load(Ordering::SeqCst) != 0 {
-            std::hint::spin_loop();
+            if spins < 2000 {
+                spins += 1;
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
         }
     }
 }
