@@ -15,7 +15,7 @@ export FASTLOGITS_TOKENIZER ?= $(abspath ../shared/gpt2-tokenizer)
 endif
 FL := $(PY) -m fastlogits
 
-.PHONY: help venv build test test-rust test-python test-thorough demo bench lint fmt clean
+.PHONY: help venv build test test-rust test-python test-thorough fuzz soak demo bench lint fmt clean
 
 help: ## Show this help
 	@echo "fastlogits — targets:"
@@ -42,6 +42,16 @@ test: test-rust test-python ## Everything: cargo test, then pytest (what CI runs
 
 test-thorough: build ## pytest with HYPOTHESIS_PROFILE=thorough (>= 1000 examples per property)
 	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -q
+
+FUZZ_SECONDS ?= 300
+SOAK_SECONDS ?= 60
+SOAK_THREADS ?= 8
+
+fuzz: build ## Fuzz every entry point in worker processes for FUZZ_SECONDS (crashes, panics, hangs, NaN, ...)
+	$(PY) tests/stress/fuzz.py --seconds $(FUZZ_SECONDS)
+
+soak: build ## SOAK_THREADS threads share pipelines for SOAK_SECONDS; results vs single-threaded (bit-identical)
+	$(PY) tests/stress/soak.py --seconds $(SOAK_SECONDS) --threads $(SOAK_THREADS)
 
 demo: build ## The main job: GPT-2 generation with the full sampling chain, next-token table, quick benchmark
 	@model=$$($(PY) -c "from transformers import GPT2LMHeadModel as M; M.from_pretrained('gpt2', local_files_only=True)" \

@@ -11,7 +11,7 @@ import pytest
 MODEL = ["--random-weights"]
 
 
-def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+def run(*args: str | bytes, timeout: int = 300) -> subprocess.CompletedProcess:
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     env.pop("FASTLOGITS_TOKENIZER", None)  # the bundled tokenizer must be enough
     return subprocess.run(
@@ -133,3 +133,162 @@ def test_bench_quick_writes_tables_json_and_pngs(tmp_path):
     ):
         f = tmp_path / name
         assert f.exists() and f.stat().st_size > 200, name
+
+
+# -- misuse: one line on stderr naming the argument, exit status 2, no traceback; checked before the weights
+# load (assert_one_line_error also rules out the "RANDOM weights" note that loading prints) --------------
+
+
+def run_without(module: str, *args: str | bytes) -> subprocess.CompletedProcess:
+    """The command on a Python where `module` cannot be imported (as if its extra were not installed)."""
+    code = f"import sys; sys.modules[{module!r}] = None; from fastlogits.cli import main; sys.exit(main())"
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    env.pop("FASTLOGITS_TOKENIZER", None)
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300, env=env
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> str:
+    """A GPT-2 checkpoint directory with GPT-2's vocabulary, n_positions = 64 and a tiny body."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=50257, n_positions=64, n_embd=16, n_layer=1, n_head=2)
+    path = tmp_path_factory.mktemp("tiny-gpt2")
+    GPT2LMHeadModel(cfg).save_pretrained(path)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (("generate", b"\xff\xfe", *MODEL), ("PROMPT", "UTF-8", "0xff")),
+        (("generate", "fine", b"ab\xffc", *MODEL), ("PROMPT", "prompt 2", "UTF-8", "0xff at offset 2")),
+        (("next-token", b"\xc3", *MODEL), ("PROMPT", "UTF-8", "0xc3")),
+        (("perplexity", b"caf\xe9 au lait", *MODEL), ("TEXT", "UTF-8", "0xe9")),
+        (("tune", "x", "--validation", b"\xfe", *MODEL), ("--validation", "UTF-8")),
+    ],
+)
+def test_non_utf8_text_arguments(args, needles):
+    # Python hands undecodable argv bytes over as surrogate escapes, which the tokenizer cannot take.
+    assert_one_line_error(run(*args), *needles)
+
+
+def test_unknown_device():
+    assert_one_line_error(
+        run("generate", "x", *MODEL, "--device", "bogus"), "--device", "'bogus'", "cpu, cuda"
+    )
+
+
+def test_cuda_device_without_a_gpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    assert_one_line_error(run("generate", "x", *MODEL, "--device", "cuda"), "--device", "no CUDA device")
+
+
+def test_plot_without_matplotlib_names_the_extra(tmp_path):
+    png = tmp_path / "next.png"
+    p = run_without("matplotlib", "next-token", "x", *MODEL, "--plot", str(png))
+    assert_one_line_error(p, "--plot", "matplotlib", "pip install 'fastlogits[plot]'")
+    assert not png.exists()
+
+
+def test_missing_torch_names_the_extra():
+    p = run_without("torch", "generate", "x", *MODEL)
+    assert_one_line_error(p, "torch", "pip install 'fastlogits[torch]'")
+
+
+def test_binary_file_for_perplexity(tmp_path):
+    f = tmp_path / "random.bin"
+    f.write_bytes(b"\xff\xfe" + os.urandom(2000))
+    assert_one_line_error(run("perplexity", "--file", str(f), *MODEL), "--file", str(f), "not UTF-8 text")
+
+
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (
+            ("generate", "x", *MODEL, "--max-new-tokens", "2000"),
+            ("--max-new-tokens", "2000", "n_positions = 1024", "<= 1023"),
+        ),
+        (("generate", "word " * 1100, *MODEL), ("PROMPT", "n_positions = 1024")),
+        (("next-token", "word " * 1100, *MODEL), ("PROMPT", "n_positions = 1024")),
+        (
+            ("tune", "x", "--validation", "a b c", *MODEL, "--max-new-tokens", "1024"),
+            ("--max-new-tokens", "n_positions = 1024"),
+        ),
+    ],
+)
+def test_beyond_n_positions(args, needles):
+    assert_one_line_error(run(*args), *needles)
+
+
+def test_n_positions_of_a_checkpoint_comes_from_its_config(tiny_checkpoint):
+    prompt = "one two three four"  # 4 tokens
+    bad = run("generate", prompt, "--model", tiny_checkpoint, "--max-new-tokens", "61")
+    assert_one_line_error(bad, "--max-new-tokens", "n_positions = 64", "<= 60")
+    ok = run("generate", prompt, "--model", tiny_checkpoint, "--max-new-tokens", "60")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith(prompt)
+
+
+@pytest.mark.parametrize(
+    "where,needles",
+    [
+        ("missing/dir/next.png", ("--plot", "does not exist")),
+        (".", ("--plot", "is a directory")),
+        ("next.xyz", ("--plot", "'xyz' is not an image format", "png")),
+        ("", ("--plot", "file name")),
+    ],
+)
+def test_bad_plot_path(tmp_path, where, needles):
+    path = str(tmp_path / where) if where else ""
+    assert_one_line_error(run("next-token", "x", *MODEL, "--plot", path), *needles)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (("generate", "", *MODEL), ("PROMPT", "empty")),
+        (("generate", "A", "", *MODEL), ("PROMPT", "prompt 2 is empty")),
+        (("next-token", "", *MODEL), ("PROMPT", "empty")),
+        (("tune", "", "--validation", "a b c", *MODEL), ("PROMPT", "empty")),
+        (("tune", "x", "--validation", "a", *MODEL), ("--validation", "at least 2")),
+        (("perplexity", "", *MODEL), ("TEXT", "0 tokens", "at least 2")),
+        (("perplexity", "x", *MODEL), ("TEXT", "1 token", "at least 2")),
+    ],
+)
+def test_empty_or_too_short_texts(args, needles):
+    assert_one_line_error(run(*args), *needles)
+
+
+def test_bench_out_not_a_writable_directory(tmp_path):
+    f = tmp_path / "a-file"
+    f.write_text("x")
+    assert_one_line_error(run("bench", "--quick", "--out", str(f)), "--out", "not a directory")
+    assert_one_line_error(run("bench", "--quick", "--out", str(f / "sub")), "--out", "cannot create")
+
+
+def test_reader_going_away_is_not_an_error(tiny_checkpoint, tmp_path):
+    # `fastlogits next-token ... | head -1`: stop quietly (exit status 141 = 128 + SIGPIPE), no message.
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    env.pop("FASTLOGITS_TOKENIZER", None)
+    args = ["next-token", "Hello", "--model", tiny_checkpoint, "--top-k", "50000"]
+    with open(tmp_path / "stderr", "w+") as err:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "fastlogits", *args], stdout=subprocess.PIPE, stderr=err, env=env
+        )
+        first = p.stdout.readline()
+        p.stdout.close()
+        rc = p.wait(timeout=300)
+        err.seek(0)
+        stderr = err.read()
+    assert first.startswith(b"next token after 'Hello'")
+    assert rc == 141, stderr
+    assert "Traceback" not in stderr and "error" not in stderr.lower() and "pipe" not in stderr.lower()

@@ -105,7 +105,10 @@ def test_return_dict_scores_and_logits(seed, sample):
     ref = model.generate(ids, attention_mask=mask, **kw)
     got = fl.generate(model, ids, attention_mask=mask, seed=seed, **kw)
     assert type(got) is type(ref)
-    assert got.sequences.shape == ref.sequences.shape
+    # Sampled rows may all reach EOS early (fastlogits draws with its own generator): only the bounds hold.
+    assert got.sequences.shape[0] == ref.sequences.shape[0]
+    assert ids.shape[1] < got.sequences.shape[1] <= ids.shape[1] + 6
+    assert torch.equal(got.sequences[:, : ids.shape[1]], ids)
     assert len(got.scores) == len(got.logits) == got.sequences.shape[1] - ids.shape[1]
     if not sample:
         assert torch.equal(got.sequences, ref.sequences)
@@ -211,7 +214,7 @@ def test_custom_generate_hook():
         (dict(assistant_model=object()), fl.InvalidArgumentError, "assistant_model"),
         (dict(penalty_alpha=0.6, top_k=4), fl.InvalidArgumentError, "contrastive"),
         (dict(not_a_generate_argument=1), ValueError, "not_a_generate_argument"),
-        (dict(top_p=1.7, do_sample=True), fl.InvalidArgumentError, r"top_p.*\[0.0, 1.0\].*1.7"),
+        (dict(top_p=1.7, do_sample=True), fl.InvalidArgumentError, r"top_p.*\[0, 1\].*1.7"),
     ],
 )
 def test_bad_arguments(kwargs, exc, match):

@@ -13,6 +13,7 @@ from ._native import (
     InvalidArgumentError,
     InvalidTypeError,
     __version__,
+    check_environment,
     get_num_threads,
     set_num_threads,
 )
@@ -21,6 +22,9 @@ from .pipeline import LogitsPipeline
 from .processors import *  # noqa: F403
 from .processors import __all__ as _processors_all
 from .sampling import Sampler, greedy, log_softmax, sample, top_logprobs
+
+# An invalid FASTLOGITS_NUM_THREADS is reported here, once, rather than ignored.
+check_environment()
 
 __all__ = [
     "BeamSearch",
@@ -44,7 +48,7 @@ __all__ = [
 
 # The model side needs torch and transformers: imported on first use, so that the processors and samplers
 # work with NumPy alone.
-_LAZY = {"generate": ("generate", "generate"), "stream": ("generate", "stream"), "hf": ("hf", None)}
+_LAZY = {"generate": ("_generate", "generate"), "stream": ("_generate", "stream"), "hf": ("hf", None)}
 
 
 def __getattr__(name: str):

@@ -173,13 +173,26 @@ class BeamSearch:
             seed = secrets.randbits(64)
         elif not _is_int(seed) or not 0 <= seed < 2**64:
             raise _native.InvalidArgumentError(f"`seed` has to be an int in [0, 2**64), but is {seed!r}")
+        if int(max_length) >= 2**63:
+            raise _native.InvalidArgumentError(f"`max_length` has to be below 2**63, but is {max_length}")
+        rows = ids.shape[0] * num_beams
+        if rows >= 2**32:
+            raise _native.InvalidArgumentError(
+                f"`batch_size * num_beams` = {rows} is too large: at most 2**32 - 1 running beams"
+            )
+        try:
+            expanded = np.ascontiguousarray(np.repeat(ids, num_beams, axis=0))
+        except MemoryError:
+            raise _native.InvalidArgumentError(
+                f"`num_beams` = {num_beams} needs {rows} rows of {ids.shape[1]} ids: not enough memory"
+            ) from None
         self._batch_size = ids.shape[0]
         self._num_beams = num_beams
         self._prompt_length = ids.shape[1]
         self._max_length = int(max_length)
         self._seed = int(seed)
         self._native = _native.BeamSearch(
-            np.ascontiguousarray(np.repeat(ids, num_beams, axis=0)),
+            expanded,
             num_beams,
             int(max_length),
             length_penalty=float(length_penalty),

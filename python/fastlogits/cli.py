@@ -2,7 +2,10 @@
 
 Every command takes the model flags (``--model NAME|PATH`` or ``--random-weights``, ``--tokenizer PATH`` /
 ``$FASTLOGITS_TOKENIZER``). Generation flags use transformers' argument names with dashes. A mistake in the
-arguments gives one line on stderr naming the argument, exit status 2, and no traceback.
+arguments gives one line on stderr naming the argument, exit status 2, and no traceback; it is found before the
+model's weights load where the arguments allow (text, --plot, --device, --model, --tokenizer, lengths against
+the model's n_positions). Ctrl-C exits with status 130; a reader of stdout that goes away (``| head``) ends the
+command quietly with status 141.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 __all__ = ["main"]
 
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a program whose reader went away
 
 
 class UsageError(Exception):
@@ -114,10 +118,20 @@ def _add_generation_flags(p: argparse.ArgumentParser, grid: bool = False) -> Non
 
 
 _GEN_KEYS = (
-    "max_new_tokens", "do_sample", "temperature", "top_k", "top_p", "min_p", "typical_p",
-    "repetition_penalty", "no_repeat_ngram_size", "num_beams", "num_return_sequences", "length_penalty",
+    "max_new_tokens",
+    "do_sample",
+    "temperature",
+    "top_k",
+    "top_p",
+    "min_p",
+    "typical_p",
+    "repetition_penalty",
+    "no_repeat_ngram_size",
+    "num_beams",
+    "num_return_sequences",
+    "length_penalty",
     "early_stopping",
-)  # fmt: skip
+)
 
 
 def _gen_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -132,11 +146,184 @@ def _gen_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return kw
 
 
-def _load(args: argparse.Namespace):
+# -- checks before the model loads: a mistake is reported before minutes of loading or generating ------------
+
+_PLOT_EXTRA = "pip install 'fastlogits[plot]'"
+# A module the CLI imports -> the extra of pyproject.toml that installs it.
+_EXTRAS = {"torch": "torch", "transformers": "torch", "matplotlib": "plot"}
+_DEVICES = "cpu, cuda, cuda:N or mps"
+
+
+def _arg_error(args: argparse.Namespace, name: str, message: str) -> UsageError:
+    return UsageError(f"fastlogits {args.command}: argument {name}: {message}")
+
+
+def _shown(path: str) -> str:
+    """``path`` printable on stdout: its undecodable bytes (surrogate escapes) as U+FFFD."""
+    try:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "replace").decode("utf-8")
+
+
+def _check_text(args: argparse.Namespace, name: str, texts: Sequence[str]) -> None:
+    """Text arguments must be UTF-8: Python hands undecodable bytes of argv over as surrogate escapes,
+    which the tokenizer cannot take."""
+    for i, text in enumerate(texts):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            which = f"prompt {i + 1}" if len(texts) > 1 else "the prompt" if name == "PROMPT" else "the text"
+            c = ord(text[e.start])
+            what = f"byte 0x{c - 0xDC00:02x}" if 0xDC80 <= c <= 0xDCFF else f"lone surrogate U+{c:04X}"
+            offset = len(text[: e.start].encode("utf-8"))
+            raise _arg_error(
+                args, name, f"{which} is not valid UTF-8 ({what} at offset {offset}): give UTF-8 text"
+            ) from None
+
+
+def _check_writable(args: argparse.Namespace, name: str, path: str) -> None:
+    if os.path.isdir(path):
+        raise _arg_error(args, name, f"{path!r} is a directory: give a file name")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise _arg_error(args, name, f"cannot write {path!r}: the directory {parent!r} does not exist")
+    if not os.access(path if os.path.exists(path) else parent, os.W_OK):
+        raise _arg_error(args, name, f"cannot write {path!r}: permission denied")
+
+
+def _check_plot(args: argparse.Namespace) -> str:
+    """The file the chart goes to (matplotlib adds ``.png`` to a name without an extension)."""
+    path = args.plot
+    if not path:
+        raise _arg_error(args, "--plot", "give a file name, e.g. --plot next.png")
+    try:
+        import matplotlib  # noqa: F401
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        raise _arg_error(args, "--plot", f"needs matplotlib, which is not installed: {_PLOT_EXTRA}") from None
+    if os.path.isdir(path):
+        raise _arg_error(args, "--plot", f"{path!r} is a directory: give a file name")
+    ext = os.path.splitext(path)[1][1:].lower()
+    formats = sorted(FigureCanvasBase.get_supported_filetypes())
+    if not ext:
+        path += ".png"
+    elif ext not in formats:
+        raise _arg_error(
+            args, "--plot", f"{path!r}: {ext!r} is not an image format (use one of: {', '.join(formats)})"
+        )
+    _check_writable(args, "--plot", path)
+    return path
+
+
+def _check_device(args: argparse.Namespace) -> None:
+    import torch
+
+    text = args.device
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError, TypeError):
+        raise _arg_error(args, "--device", f"{text!r} is not a device: use {_DEVICES}") from None
+    if dev.type == "cpu":
+        return
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise _arg_error(
+                args,
+                "--device",
+                f"{text}: no CUDA device is available (torch.cuda.is_available() is False): use --device cpu",
+            )
+        n = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= n:
+            raise _arg_error(
+                args,
+                "--device",
+                f"{text}: there {'is 1 CUDA device' if n == 1 else f'are {n} CUDA devices'} "
+                f"(cuda:0 .. cuda:{n - 1})",
+            )
+        return
+    if dev.type in ("mps", "xpu"):
+        backend = torch.backends.mps if dev.type == "mps" else getattr(torch, "xpu", None)
+        if backend is None or not backend.is_available():
+            raise _arg_error(
+                args, "--device", f"{text}: no {dev.type.upper()} device is available: use --device cpu"
+            )
+        return
+    raise _arg_error(args, "--device", f"{text!r} is not supported: use {_DEVICES}")
+
+
+def _model_facts(args: argparse.Namespace):
+    """(n_positions, tokenizer) of the model the arguments name, read without its weights; checks
+    --device, --model and --tokenizer."""
+    from .gpt2 import load_config, load_tokenizer
+
+    _check_device(args)
+    cfg = load_config(args.model, random_weights=args.random_weights)
+    tok = load_tokenizer(args.tokenizer, args.model, random_weights=args.random_weights)
+    n_pos = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
+    return (int(n_pos) if n_pos else None), tok
+
+
+def _n_tokens(tok, text: str) -> int:
+    return len(tok(text)["input_ids"])
+
+
+def _check_prompts(args, tok, n_pos, prompts: Sequence[str], max_new_tokens: int | None) -> None:
+    """Every prompt has a token; the longest one plus ``max_new_tokens`` fits the model's n_positions."""
+    counts = [_n_tokens(tok, p) for p in prompts]
+
+    def which(i: int) -> str:
+        return f"prompt {i + 1}" if len(prompts) > 1 else "the prompt"
+
+    for i, n in enumerate(counts):
+        if n == 0:
+            raise _arg_error(args, "PROMPT", f"{which(i)} is empty: give some text")
+    if n_pos is None:
+        return
+    longest = max(counts)
+    i = counts.index(longest)
+    if max_new_tokens is None:
+        if longest > n_pos:
+            raise _arg_error(
+                args,
+                "PROMPT",
+                f"{which(i)} has {longest} tokens, more than the model's n_positions = {n_pos}",
+            )
+        return
+    if longest >= n_pos:
+        raise _arg_error(
+            args,
+            "PROMPT",
+            f"{which(i)} has {longest} tokens: no room for new tokens within the model's "
+            f"n_positions = {n_pos}; shorten it",
+        )
+    if longest + max_new_tokens > n_pos:
+        raise _arg_error(
+            args,
+            "--max-new-tokens",
+            f"{max_new_tokens}: {which(i)} ({longest} token{'s' if longest != 1 else ''}) plus the new tokens "
+            f"exceed the model's n_positions = {n_pos}; use --max-new-tokens <= {n_pos - longest} or a "
+            "shorter prompt",
+        )
+
+
+def _check_min_tokens(args, name: str, n: int, at_least: int = 2) -> None:
+    if n < at_least:
+        raise _arg_error(
+            args,
+            name,
+            f"the text has {n} token{'s' if n != 1 else ''}; its perplexity needs at least {at_least}",
+        )
+
+
+def _load(args: argparse.Namespace, tokenizer=None):
     from .gpt2 import GPT2
 
     lm = GPT2.load(
-        args.model, tokenizer=args.tokenizer, random_weights=args.random_weights, device=args.device
+        args.model,
+        tokenizer=args.tokenizer if tokenizer is None else tokenizer,
+        random_weights=args.random_weights,
+        device=args.device,
     )
     if lm.random_weights:
         print("note: GPT-2 124M shape with RANDOM weights: the text below is meaningless", file=sys.stderr)
@@ -148,7 +335,10 @@ def _load(args: argparse.Namespace):
 
 def cmd_generate(args: argparse.Namespace) -> int:
     kw = _gen_kwargs(args)
-    lm = _load(args)
+    _check_text(args, "PROMPT", args.prompt)
+    n_pos, tok = _model_facts(args)
+    _check_prompts(args, tok, n_pos, args.prompt, kw.get("max_new_tokens"))
+    lm = _load(args, tok)
     stream = (
         sys.stdout.isatty()
         and len(args.prompt) == 1
@@ -175,7 +365,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_next_token(args: argparse.Namespace) -> int:
     from .gpt2 import readable_token
 
-    lm = _load(args)
+    _check_text(args, "PROMPT", [args.prompt])
+    plot = _check_plot(args) if args.plot is not None else None
+    n_pos, tok = _model_facts(args)
+    _check_prompts(args, tok, n_pos, [args.prompt], None)
+    lm = _load(args, tok)
     rows = lm.next_token_probs(args.prompt, top_k=args.top_k, temperature=args.temperature)
     width = max(len(readable_token(r.text)) for r in rows)
     print(f"next token after {args.prompt!r} (temperature {args.temperature}):")
@@ -184,9 +378,13 @@ def cmd_next_token(args: argparse.Namespace) -> int:
     for i, r in enumerate(rows, 1):
         bar = "█" * max(1, round(30 * r.prob / top)) if top > 0 else ""
         print(f"{i:>4}  {readable_token(r.text):<{width}}  {r.token_id:>6}  {r.prob:>9.6f}  {bar}")
-    if args.plot:
-        _plot_next_token(rows, args.prompt, args.temperature, args.plot)
-        print(f"wrote {args.plot}")
+    if plot is not None:
+        try:
+            _plot_next_token(rows, args.prompt, args.temperature, plot)
+        except (OSError, RuntimeError, ValueError) as e:
+            reason = (e.strerror if isinstance(e, OSError) else None) or str(e).splitlines()[0]
+            raise _arg_error(args, "--plot", f"cannot write {plot!r}: {reason}") from None
+        print(f"wrote {_shown(plot)}")
     return 0
 
 
@@ -220,11 +418,21 @@ def cmd_perplexity(args: argparse.Namespace) -> int:
             raise UsageError(
                 f"perplexity: argument --file: cannot read {args.file!r}: {e.strerror}"
             ) from None
+        except UnicodeDecodeError as e:
+            raise UsageError(
+                f"perplexity: argument --file: {args.file!r} is not UTF-8 text (byte 0x{e.object[e.start]:02x} "
+                f"at offset {e.start}): give a UTF-8 text file"
+            ) from None
+        name = "--file"
     else:
         text = args.text
-    lm = _load(args)
+        name = "TEXT"
+        _check_text(args, name, [text])
+    _, tok = _model_facts(args)  # longer texts than n_positions are scored with a sliding window
+    n = _n_tokens(tok, text)
+    _check_min_tokens(args, name, n)
+    lm = _load(args, tok)
     ppl = lm.perplexity(text)
-    n = len(lm.tokenizer(text)["input_ids"])
     print(f"perplexity {ppl:.4f} over {n} tokens")
     return 0
 
@@ -258,7 +466,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
     for k in ("num_beams", "num_return_sequences"):
         if kw.get(k, 1) != 1:
             raise UsageError(f"tune: argument --{k.replace('_', '-')}: the grid samples; use 1")
-    lm = _load(args)
+    _check_text(args, "PROMPT", [args.prompt])
+    _check_text(args, "--validation", [args.validation])
+    n_pos, tok = _model_facts(args)
+    _check_prompts(args, tok, n_pos, [args.prompt], kw.get("max_new_tokens"))
+    _check_min_tokens(args, "--validation", _n_tokens(tok, args.validation))
+    lm = _load(args, tok)
     target = lm.perplexity(args.validation)
     cells = list(itertools.product(args.top_k, args.top_p, args.temperature))
     seed0 = 0 if args.seed is None else args.seed
@@ -290,6 +503,27 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_out_dir(args: argparse.Namespace, out: str) -> None:
+    """--out (made if missing) must be a writable directory, and the charts need matplotlib: both are
+    checked before minutes of benchmarking."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise _arg_error(args, "--out", f"{out!r} exists and is not a directory")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise _arg_error(args, "--out", f"cannot create the directory {out!r}: {e.strerror}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise _arg_error(args, "--out", f"cannot write into {out!r}: permission denied")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise _arg_error(
+            args,
+            "--out",
+            f"the charts written to {out!r} need matplotlib, which is not installed: {_PLOT_EXTRA}",
+        ) from None
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Processor benchmark, then end-to-end generation benchmark, both against transformers."""
     from . import bench, bench_generate
@@ -299,6 +533,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         out = os.path.join("benches", "results")
     argv = ["--quick"] if args.quick else []
     if out:
+        _check_out_dir(args, out)
         argv += ["--out", out]
     print("## logits processors: fastlogits vs transformers (µs per step)\n")
     code = bench.main(argv)
@@ -383,6 +618,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # the reader went away (`fastlogits ... | head`): stop quietly, like cat does
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        except (OSError, ValueError):
+            pass
+        return EXIT_BROKEN_PIPE
+    except ModuleNotFoundError as e:
+        module = (e.name or "").split(".")[0]
+        if module not in _EXTRAS:
+            raise
+        print(
+            f"error: this command needs {module}, which is not installed: pip install 'fastlogits[{_EXTRAS[module]}]'",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     except (FastLogitsError, ValueError, OSError) as e:
         # InvalidArgumentError / ModelLoadError, transformers' own argument errors, unwritable files.

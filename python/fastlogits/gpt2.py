@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._generate import generate as _generate
+from ._generate import stream as _stream
 from ._native import InvalidArgumentError
-from .generate import generate as _generate
-from .generate import stream as _stream
 from .processors import TemperatureLogitsWarper
 from .sampling import top_logprobs
 
-__all__ = ["GPT2", "TokenProb", "ModelLoadError", "readable_token"]
+__all__ = ["GPT2", "TokenProb", "ModelLoadError", "load_config", "load_tokenizer", "readable_token"]
 
 TOKENIZER_ENV = "FASTLOGITS_TOKENIZER"
 
@@ -78,6 +78,41 @@ def _load_tokenizer(path: str | None, model_dir: str | None):
     return tok
 
 
+_NO_MODEL = "no model: pass --model NAME|PATH or --random-weights"
+
+
+def _cannot_load(name_or_path: str, e: Exception) -> str:
+    return (
+        f"could not load GPT-2 weights from {name_or_path!r} ({type(e).__name__}): nothing is downloaded; "
+        "give a local checkpoint directory (--model PATH), put the model in the Hugging Face cache, "
+        "or use --random-weights (GPT-2 124M shape, random weights) with --tokenizer PATH"
+    )
+
+
+def load_config(name_or_path: str | None = "gpt2", *, random_weights: bool = False):
+    """The model's ``GPT2Config`` without its weights (``n_positions``, ...): for ``random_weights`` GPT-2
+    small's, else the checkpoint's ``config.json`` (local directory or local Hugging Face cache only)."""
+    from transformers import GPT2Config
+
+    if random_weights:
+        return GPT2Config()
+    if not name_or_path:
+        raise ModelLoadError(_NO_MODEL)
+    try:
+        return GPT2Config.from_pretrained(name_or_path, local_files_only=True)
+    except Exception as e:
+        raise ModelLoadError(_cannot_load(name_or_path, e)) from None
+
+
+def load_tokenizer(path: str | None, name_or_path: str | None = None, *, random_weights: bool = False):
+    """The tokenizer :meth:`GPT2.load` uses for these arguments: ``path`` or ``$FASTLOGITS_TOKENIZER``,
+    else the checkpoint directory's, else the bundled GPT-2 tokenizer."""
+    local_dir = None
+    if not random_weights and name_or_path and os.path.isdir(name_or_path):
+        local_dir = name_or_path
+    return _load_tokenizer(path, local_dir)
+
+
 class GPT2:
     """A GPT-2 causal LM and its tokenizer (see :meth:`load`)."""
 
@@ -91,34 +126,35 @@ class GPT2:
         cls,
         name_or_path: str | None = "gpt2",
         *,
-        tokenizer: str | None = None,
+        tokenizer: str | Any | None = None,
         random_weights: bool = False,
         device: str = "cpu",
         seed: int = 0,
     ) -> GPT2:
         """``name_or_path``: a local checkpoint directory, or a name (``gpt2``, ``distilgpt2``,
         ``gpt2-medium``...) found in the local Hugging Face cache. ``random_weights``: GPT-2 small's shape
-        with random weights (seeded). The tokenizer: ``tokenizer`` or ``$FASTLOGITS_TOKENIZER``, else the
-        checkpoint's, else the bundled GPT-2 tokenizer."""
+        with random weights (seeded). The tokenizer: ``tokenizer`` (a path, or a tokenizer already loaded
+        with :func:`load_tokenizer`) or ``$FASTLOGITS_TOKENIZER``, else the checkpoint's, else the bundled
+        GPT-2 tokenizer."""
         from transformers import GPT2Config, GPT2LMHeadModel
 
+        def the_tokenizer():
+            if tokenizer is None or isinstance(tokenizer, str):
+                return load_tokenizer(tokenizer, name_or_path, random_weights=random_weights)
+            return tokenizer
+
         if random_weights:
-            tok = _load_tokenizer(tokenizer, None)
+            tok = the_tokenizer()
             torch.manual_seed(seed)
             model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok))).to(device)
             return cls(model, tok, random_weights=True)
         if not name_or_path:
-            raise ModelLoadError("no model: pass --model NAME|PATH or --random-weights")
+            raise ModelLoadError(_NO_MODEL)
         try:
             model = GPT2LMHeadModel.from_pretrained(name_or_path, local_files_only=True).to(device)
         except Exception as e:
-            raise ModelLoadError(
-                f"could not load GPT-2 weights from {name_or_path!r} ({type(e).__name__}): nothing is downloaded; "
-                "give a local checkpoint directory (--model PATH), put the model in the Hugging Face cache, "
-                "or use --random-weights (GPT-2 124M shape, random weights) with --tokenizer PATH"
-            ) from None
-        local_dir = name_or_path if os.path.isdir(name_or_path) else None
-        return cls(model, _load_tokenizer(tokenizer, local_dir))
+            raise ModelLoadError(_cannot_load(name_or_path, e)) from None
+        return cls(model, the_tokenizer())
 
     @property
     def n_positions(self) -> int:

@@ -8,9 +8,13 @@
   >>> model.generate(ids, do_sample=True, top_k=0,
   ...                logits_processor=LogitsProcessorList([NoRepeatNGramLogitsProcessor(3), TopPLogitsWarper(0.9)]))
 
-  On CPU float32 tensors they work in place, zero-copy. On CUDA (or float16 / bfloat16) tensors they are
-  still correct: the scores are copied to host float32, processed, and copied back as a new tensor of the
-  input's dtype and device (a device round trip per call: for GPU generation keep torch's processors).
+  Like transformers' processors they return a new tensor and never modify ``scores`` (so
+  ``output_logits`` / ``output_scores`` of ``generate`` stay what transformers returns); on CPU float32
+  tensors the copy is made inside the native call, row by row. ``input_ids`` may be None for the processors
+  that do not read it (the warpers). On CUDA (or float16 / bfloat16) tensors they are still correct: the
+  scores are copied to host float32, processed, and copied back as a new tensor of the input's dtype and
+  device (a device round trip per call: for GPU generation keep torch's processors). Instances may be shared
+  by threads, as transformers' can.
 
 * :func:`to_native` / :class:`NativeChain`: run an existing ``LogitsProcessorList`` (for instance the one
   ``generate`` builds) natively: transformers processors that fastlogits implements are converted from their
@@ -23,6 +27,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -33,6 +38,7 @@ from transformers import LogitsProcessor
 
 from . import _native
 from . import processors as P
+from .sampling import _seed, _step
 
 __all__ = ["NativeChain", "to_native", "decode", *P.__all__[1:]]
 
@@ -42,8 +48,10 @@ def _adapter(cls: type) -> type:
         cls.__name__,
         (cls, LogitsProcessor),
         {
-            "__doc__": f"{cls.__doc__}\n\n    A ``transformers.LogitsProcessor`` (fastlogits.hf).",
+            "__doc__": f"{cls.__doc__}\n\n    A ``transformers.LogitsProcessor`` (fastlogits.hf): like transformers' "
+            "processors it returns a new tensor and leaves ``scores`` unchanged.",
             "__module__": __name__,
+            "_returns_new": True,
         },
     )
 
@@ -89,8 +97,10 @@ def to_native(proc: Any) -> P.FastLogitsProcessor | None:
     if t is T.NoRepeatNGramLogitsProcessor:
         return P.NoRepeatNGramLogitsProcessor(proc.ngram_size)
     if t in (T.SequenceBiasLogitsProcessor, T.NoBadWordsLogitsProcessor):
-        # Both hold the final {tuple(ids): bias} dict (bad words: -inf, EOS singletons already removed).
-        return P.SequenceBiasLogitsProcessor({tuple(k): float(v) for k, v in proc.sequence_bias.items()})
+        # Both hold the final {tuple(ids): bias} dict (bad words: -inf, EOS singletons already removed); an
+        # empty sequence never applies, and bad words that were all EOS leave an empty dict (no-op).
+        bias = {tuple(k): float(v) for k, v in proc.sequence_bias.items() if len(k) > 0}
+        return P.SequenceBiasLogitsProcessor(bias) if bias else P.SuppressTokensLogitsProcessor([])
     if t is T.MinLengthLogitsProcessor:
         return P.MinLengthLogitsProcessor(proc.min_length, _eos(proc.eos_token_id))
     if t is T.MinNewTokensLengthLogitsProcessor:
@@ -103,7 +113,7 @@ def to_native(proc: Any) -> P.FastLogitsProcessor | None:
         return P.SuppressTokensAtBeginLogitsProcessor(_tolist(proc.begin_suppress_tokens), proc.begin_index)
     if t is T.ExponentialDecayLengthPenalty:
         return P.ExponentialDecayLengthPenalty(
-            (proc.regulation_start, proc.regulation_factor), _eos(proc.eos_token_id), 0
+            (proc.regulation_start, proc.regulation_factor), _tolist(proc.eos_token_id), 0
         )
     return None
 
@@ -131,9 +141,11 @@ class NativeChain:
             self.steps.append(("native", _native.Pipeline(native)))
 
     def __call__(self, ids: np.ndarray, scores: np.ndarray) -> None:
-        """Processes ``scores`` ((B, V) float32, C-contiguous) in place given ``ids`` ((B, L) int64,
-        C-contiguous)."""
-        self._run(ids, scores, self.steps)
+        """Processes ``scores`` ((B, V) float32, C-contiguous, writable) in place given ``ids`` ((B, L)
+        int64 / int32, C-contiguous). On error ``scores`` is left as it was."""
+        _check_buffers(ids, scores)
+        with self._restore_on_error(scores):
+            self._run(ids, scores, self.steps)
 
     def sample(
         self, ids: np.ndarray, scores: np.ndarray, seed: int, step: int, write_scores: bool = True
@@ -141,27 +153,44 @@ class NativeChain:
         """Processes ``scores`` in place and draws one token per row (``fastlogits.sample`` semantics); when
         the chain ends natively, the draw is fused into its last call. ``write_scores=False``: only the
         tokens are wanted, ``scores`` is scratch (see ``LogitsPipeline.sample``)."""
-        if self.steps and self.steps[-1][0] == "native":
-            self._run(ids, scores, self.steps[:-1])
-            tokens = self.steps[-1][1].sample(ids, scores, seed, step, write_scores)
-        else:
-            self._run(ids, scores, self.steps)
-            tokens = _native.sample(scores, seed, step)
-        if tokens is None:
-            raise _native.InvalidTypeError("internal: the decoding buffers must be C-contiguous")
+        _check_buffers(ids, scores)
+        seed, step = _seed(seed), _step(step)
+        with self._restore_on_error(scores):
+            if self.steps and self.steps[-1][0] == "native":
+                self._run(ids, scores, self.steps[:-1])
+                tokens = self.steps[-1][1].sample(ids, scores, seed, step, write_scores)
+            else:
+                self._run(ids, scores, self.steps)
+                tokens = _native.sample(scores, seed, step)
         return tokens
+
+    @contextlib.contextmanager
+    def _restore_on_error(self, scores: np.ndarray):
+        """The native steps leave the buffer unchanged on error; Python steps before them may not have."""
+        backup = scores.copy() if self.fallbacks else None
+        try:
+            yield
+        except BaseException:
+            if backup is not None:
+                scores[...] = backup
+            raise
 
     @staticmethod
     def _run(ids: np.ndarray, scores: np.ndarray, steps) -> None:
         ids_t = None
         for kind, step in steps:
             if kind == "native":
-                if not step(ids, scores):
-                    raise _native.InvalidTypeError("internal: the decoding buffers must be C-contiguous")
+                step(ids, scores)  # the buffers were checked: always taken as they are
             else:
                 if ids_t is None:
                     ids_t = torch.from_numpy(ids)
                 out = step(ids_t, torch.from_numpy(scores))
+                if not isinstance(out, torch.Tensor) or tuple(out.shape) != scores.shape:
+                    raise _native.InvalidTypeError(
+                        f"the logits processor {type(step).__name__} returned "
+                        f"{type(out).__name__ if not isinstance(out, torch.Tensor) else tuple(out.shape)}, "
+                        f"not a tensor of shape {scores.shape}"
+                    )
                 if out.data_ptr() != scores.ctypes.data:
                     scores[...] = out.detach().to("cpu", torch.float32).numpy()
 
@@ -175,12 +204,43 @@ class NativeChain:
         return len(self.steps)
 
 
+def _check_buffers(ids: Any, scores: Any) -> None:
+    """NativeChain works in place on buffers it is given as they are: check them first."""
+    if not (
+        isinstance(scores, np.ndarray)
+        and scores.ndim == 2
+        and scores.dtype == np.float32
+        and scores.flags.c_contiguous
+        and scores.flags.writeable
+        and scores.flags.aligned
+    ):
+        raise _native.InvalidTypeError(
+            "`scores` has to be a writable, C-contiguous (batch, vocab) float32 numpy array, got "
+            f"{type(scores).__name__} {getattr(scores, 'dtype', '')} {getattr(scores, 'shape', '')}"
+        )
+    if not (
+        isinstance(ids, np.ndarray)
+        and ids.ndim == 2
+        and ids.dtype in (np.int64, np.int32)
+        and ids.flags.c_contiguous
+        and ids.flags.aligned
+    ):
+        raise _native.InvalidTypeError(
+            "`ids` has to be a C-contiguous (batch, length) int64 / int32 numpy array, got "
+            f"{type(ids).__name__} {getattr(ids, 'dtype', '')} {getattr(ids, 'shape', '')}"
+        )
+    if ids.shape[0] != scores.shape[0]:
+        raise _native.InvalidArgumentError(
+            f"`ids` has {ids.shape[0]} rows but `scores` has {scores.shape[0]}: they must have the same batch size"
+        )
+
+
 def decode(
     model, input_ids, logits_processor, stopping_criteria, generation_config, tokenizer=None, **model_kwargs
 ):
     """``custom_generate`` hook: ``model.generate(..., custom_generate=fastlogits.hf.decode)`` keeps the
     ``generate`` call and runs its decoding loop in fastlogits (see :func:`fastlogits.generate`)."""
-    from .generate import _decoder
+    from ._generate import _decoder
 
     return _decoder(seed=None, streamer=None)(
         model,

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _native
 from ._arrays import is_torch, to_like
-from ._native import InvalidArgumentError
+from ._native import InvalidArgumentError, InvalidTypeError
 from .processors import (
     EpsilonLogitsWarper,
     EtaLogitsWarper,
@@ -32,12 +32,13 @@ from .processors import (
     TopKLogitsWarper,
     TopPLogitsWarper,
     TypicalLogitsWarper,
+    _token_list,
     apply_native,
     sample_native,
 )
 from .sampling import _seed, _step
 
-__all__ = ["LogitsPipeline", "GENERATION_DEFAULTS"]
+__all__ = ["LogitsPipeline", "GENERATION_DEFAULTS", "check_generation_values"]
 
 # transformers 5.23 `GenerationConfig._get_default_generation_params()`: what `generate` uses for a
 # field left unset (None) by the user and the model's generation config.
@@ -87,6 +88,51 @@ _UNSUPPORTED: dict[str, tuple[Any, ...]] = {
 _EXTENSIONS = ("presence_penalty", "frequency_penalty", "logit_bias")
 
 
+# Sampling settings transformers 5.23 silently skips when out of range (its condition is `top_p < 1.0`,
+# `0.0 < epsilon_cutoff < 1.0`, ...: top_p = 1.7 or NaN, epsilon_cutoff = -1 build nothing). fastlogits
+# rejects them, in `from_generation_config` and in `fastlogits.generate` alike: (off values, lo, hi, lo
+# included, what the message says).
+_SAMPLING_RANGES: dict[str, tuple[tuple[float, ...], float, float, bool, str]] = {
+    "top_p": ((1.0,), 0.0, 1.0, True, "a float in [0, 1] (1: off)"),
+    "typical_p": ((1.0,), 0.0, 1.0, False, "a float in (0, 1] (1: off)"),
+    "epsilon_cutoff": ((0.0,), 0.0, 1.0, False, "a float in [0, 1) (0: off)"),
+    "eta_cutoff": ((0.0,), 0.0, 1.0, False, "a float in [0, 1) (0: off)"),
+}
+
+
+def _get(cfg: Any, name: str) -> Any:
+    return cfg.get(name) if isinstance(cfg, dict) else getattr(cfg, name, None)
+
+
+def check_generation_values(cfg: Any) -> None:
+    """The checks fastlogits adds to transformers' for a generation configuration (a dict or a
+    ``GenerationConfig``), applied by :meth:`LogitsPipeline.from_generation_config` and
+    :func:`fastlogits.generate`: ``num_beams`` >= 1, and, when sampling, ``top_p`` / ``typical_p`` /
+    ``epsilon_cutoff`` / ``eta_cutoff`` either off or in their processor's range (transformers would
+    silently skip the warper). Raises ``InvalidArgumentError`` naming the setting."""
+    beams = _get(cfg, "num_beams")
+    if beams is not None and (
+        not isinstance(beams, (int, np.integer)) or isinstance(beams, bool) or beams < 1
+    ):
+        raise InvalidArgumentError(f"`num_beams` has to be a positive integer, but is {beams!r}")
+    if not _get(cfg, "do_sample"):
+        return
+    for name, (off, lo, hi, lo_in, what) in _SAMPLING_RANGES.items():
+        value = _get(cfg, name)
+        if value is None:
+            continue
+        per_row = isinstance(value, (list, tuple, np.ndarray)) or is_torch(value)
+        values = list(value) if per_row and np.ndim(value) > 0 else [value]
+        for v in values:
+            try:
+                x = float(v)
+            except (TypeError, ValueError):
+                raise InvalidArgumentError(f"`{name}` has to be {what}, but is {value!r}") from None
+            inside = (lo <= x if lo_in else lo < x) and x < hi
+            if not (inside or x in off):
+                raise InvalidArgumentError(f"`{name}` has to be {what}, but is {value!r}")
+
+
 def _resolve(generation_config: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     """Effective generation parameters, in transformers' order: the config's unset (None) fields take
     the global defaults, then keyword arguments override, an explicit ``None`` included (so
@@ -105,20 +151,29 @@ def _resolve(generation_config: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _eos_list(eos: Any) -> list[int] | None:
-    if eos is None:
-        return None
-    if is_torch(eos) or isinstance(eos, np.ndarray):
-        eos = eos.tolist()
-    if isinstance(eos, (int, np.integer)):
-        return [int(eos)]
-    return [int(e) for e in eos]
+    return None if eos is None else _token_list(eos, "eos_token_id")
 
 
-def _not_one(value: Any) -> bool:
+def _not_one(value: Any, name: str = "value") -> bool:
     """transformers' `value != 1.0`, also for per-row lists (any row differs)."""
     if isinstance(value, (list, tuple, np.ndarray)) or is_torch(value):
-        return bool(np.any(np.asarray(value, dtype=np.float64) != 1.0))
+        try:
+            return bool(np.any(np.asarray(value, dtype=np.float64) != 1.0))
+        except (TypeError, ValueError):
+            raise InvalidArgumentError(
+                f"`{name}` has to be a number or one number per row, but is {value!r}"
+            ) from None
     return value != 1.0
+
+
+def _count(cfg: dict[str, Any], name: str) -> int | None:
+    """An integer setting (None: unset)."""
+    value = cfg.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InvalidArgumentError(f"`{name}` has to be an integer, but is {value!r}")
+    return int(value)
 
 
 def _padding_lengths(attention_mask: Any) -> list[int]:
@@ -140,7 +195,12 @@ class LogitsPipeline:
     """
 
     def __init__(self, processors: Iterable[FastLogitsProcessor]):
-        self._processors = list(processors)
+        try:
+            self._processors = list(processors)
+        except TypeError:
+            raise InvalidTypeError(
+                f"LogitsPipeline takes a list of fastlogits processors, got {type(processors).__name__}"
+            ) from None
         for p in self._processors:
             if not isinstance(p, FastLogitsProcessor):
                 raise InvalidArgumentError(
@@ -189,7 +249,7 @@ class LogitsPipeline:
         incremental state valid, like reordering a KV cache)."""
         if is_torch(beam_idx) or isinstance(beam_idx, np.ndarray):
             beam_idx = beam_idx.tolist()
-        self._pipe.reorder([int(i) for i in beam_idx])
+        self._pipe.reorder(beam_idx)
 
     def __len__(self) -> int:
         return len(self._processors)
@@ -233,6 +293,7 @@ class LogitsPipeline:
         """
         extensions = {k: kwargs.pop(k) for k in _EXTENSIONS if k in kwargs}
         cfg = _resolve(generation_config, kwargs)
+        check_generation_values(cfg)
         for name, unset in _UNSUPPORTED.items():
             value = cfg.get(name)
             if not any(value is u or (u is not None and value == u) for u in unset):
@@ -241,6 +302,10 @@ class LogitsPipeline:
                 )
         eos = _eos_list(cfg.get("eos_token_id"))
         prompt_len = input_ids_seq_length
+        if prompt_len is not None and (not isinstance(prompt_len, (int, np.integer)) or prompt_len < 0):
+            raise InvalidArgumentError(
+                f"`input_ids_seq_length` has to be the prompt length (an int >= 0), but is {prompt_len!r}"
+            )
 
         def need_prompt_len(what: str) -> int:
             if prompt_len is None:
@@ -257,7 +322,9 @@ class LogitsPipeline:
                 UserWarning,
                 stacklevel=2,
             )
-        if cfg.get("repetition_penalty") is not None and _not_one(cfg["repetition_penalty"]):
+        if cfg.get("repetition_penalty") is not None and _not_one(
+            cfg["repetition_penalty"], "repetition_penalty"
+        ):
             ignore = None if attention_mask is None else _padding_lengths(attention_mask)
             procs.append(
                 RepetitionPenaltyLogitsProcessor(cfg["repetition_penalty"], prompt_ignore_length=ignore)
@@ -276,7 +343,7 @@ class LogitsPipeline:
             )
         if extensions.get("logit_bias"):
             procs.append(LogitBiasLogitsProcessor(extensions["logit_bias"]))
-        if cfg.get("no_repeat_ngram_size") is not None and cfg["no_repeat_ngram_size"] > 0:
+        if (_count(cfg, "no_repeat_ngram_size") or 0) > 0:
             procs.append(NoRepeatNGramLogitsProcessor(cfg["no_repeat_ngram_size"]))
         if cfg.get("encoder_no_repeat_ngram_size") not in (None, 0):
             warnings.warn(
@@ -287,9 +354,9 @@ class LogitsPipeline:
             )
         if cfg.get("bad_words_ids") is not None:
             procs.append(NoBadWordsLogitsProcessor(cfg["bad_words_ids"], eos))
-        if cfg.get("min_length") is not None and eos is not None and cfg["min_length"] > 0:
+        if (_count(cfg, "min_length") or 0) > 0 and eos is not None:
             procs.append(MinLengthLogitsProcessor(cfg["min_length"], eos))
-        if cfg.get("min_new_tokens") is not None and eos is not None and cfg["min_new_tokens"] > 0:
+        if (_count(cfg, "min_new_tokens") or 0) > 0 and eos is not None:
             procs.append(
                 MinNewTokensLengthLogitsProcessor(
                     need_prompt_len("min_new_tokens"), cfg["min_new_tokens"], eos
@@ -318,22 +385,22 @@ class LogitsPipeline:
         if cfg.get("do_sample"):
             num_beams = cfg.get("num_beams") or 1
             min_keep = (len(eos) + 1 if eos is not None else 2) if num_beams > 1 else 1
-            if cfg.get("temperature") is not None and _not_one(cfg["temperature"]):
-                t = cfg["temperature"]
-                procs.append(TemperatureLogitsWarper(float(t) if isinstance(t, int) else t))
+            # transformers' conditions; `check_generation_values` has rejected what they would skip.
+            if cfg.get("temperature") is not None and _not_one(cfg["temperature"], "temperature"):
+                # An int other than 1 is rejected, as `generate` rejects it.
+                procs.append(TemperatureLogitsWarper(cfg["temperature"]))
             top_k = cfg.get("top_k")
             if top_k is not None and (not isinstance(top_k, (int, float)) or top_k != 0):
                 procs.append(TopKLogitsWarper(top_k, min_tokens_to_keep=min_keep))
-            top_p = cfg.get("top_p")
-            if top_p is not None and (not isinstance(top_p, (int, float)) or top_p < 1.0):
-                procs.append(TopPLogitsWarper(top_p, min_tokens_to_keep=min_keep))
+            if cfg.get("top_p") is not None and _not_one(cfg["top_p"], "top_p"):
+                procs.append(TopPLogitsWarper(cfg["top_p"], min_tokens_to_keep=min_keep))
             if cfg.get("min_p") is not None:
                 procs.append(MinPLogitsWarper(cfg["min_p"], min_tokens_to_keep=min_keep))
-            if cfg.get("typical_p") is not None and cfg["typical_p"] < 1.0:
+            if cfg.get("typical_p") is not None and cfg["typical_p"] != 1.0:
                 procs.append(TypicalLogitsWarper(cfg["typical_p"], min_tokens_to_keep=min_keep))
-            if cfg.get("epsilon_cutoff") is not None and 0.0 < cfg["epsilon_cutoff"] < 1.0:
+            if cfg.get("epsilon_cutoff") is not None and cfg["epsilon_cutoff"] != 0.0:
                 procs.append(EpsilonLogitsWarper(cfg["epsilon_cutoff"], min_tokens_to_keep=min_keep))
-            if cfg.get("eta_cutoff") is not None and 0.0 < cfg["eta_cutoff"] < 1.0:
+            if cfg.get("eta_cutoff") is not None and cfg["eta_cutoff"] != 0.0:
                 procs.append(EtaLogitsWarper(cfg["eta_cutoff"], min_tokens_to_keep=min_keep))
         return cls(procs)
 

@@ -42,8 +42,8 @@ from typing import Any
 import numpy as np
 
 from . import _native
-from ._arrays import as_ids, as_scores, is_torch
-from ._native import InvalidArgumentError
+from ._arrays import as_ids, as_scores, batch_size, in_place, is_torch, to_like
+from ._native import InvalidArgumentError, InvalidTypeError
 
 __all__ = [
     "FastLogitsProcessor",
@@ -71,13 +71,36 @@ __all__ = [
 NEG_INF = -float("inf")
 
 
-def apply_native(pipe: _native.Pipeline, input_ids: Any, scores: Any) -> Any:
+def _ids_for(pipe: _native.Pipeline, input_ids: Any, scores: Any) -> Any:
+    """`input_ids`, or for ``None`` an empty ``(batch, 0)`` history when no processor of `pipe` reads the
+    ids (transformers' warpers ignore ``input_ids``, and code calls ``warper(None, scores)``)."""
+    if input_ids is not None:
+        return input_ids
+    if pipe.reads_input_ids:
+        raise InvalidArgumentError(
+            "`input_ids` is None, but this processor reads the token history (its ids or its length): pass "
+            "the (batch, length) input_ids"
+        )
+    batch = batch_size(scores)
+    return np.zeros((0 if batch is None else batch, 0), np.int64)
+
+
+def apply_native(pipe: _native.Pipeline, input_ids: Any, scores: Any, copy: bool = False) -> Any:
     """Runs a native pipeline on user inputs (see the module docstring for in-place rules). Arrays the
     native layer takes as they are (float32 / int64 / int32, C-contiguous, writable scores) go straight
-    through; anything else is converted first."""
-    if pipe(input_ids, scores):
+    through; anything else is converted first. ``copy=True``: the result is always a new array / tensor
+    and `scores` is left unchanged (transformers' contract; the copy is made inside the native call)."""
+    input_ids = _ids_for(pipe, input_ids, scores)
+    if copy and in_place(scores) and batch_size(scores) is not None:
+        out = np.empty(tuple(scores.shape), np.float32)
+        src = scores.detach().numpy() if is_torch(scores) else scores
+        if not pipe.apply_into(input_ids, src, out):
+            if not pipe.apply_into(as_ids(input_ids), src, out):
+                raise AssertionError("converted arrays were declined")  # as_ids guarantees them
+        return to_like(out, scores) if is_torch(scores) else out
+    if not copy and pipe(input_ids, scores):
         return scores
-    work, back = as_scores(scores)
+    work, back = as_scores(scores)  # with copy=True: never the caller's memory (not in_place)
     if not pipe(as_ids(input_ids), work):
         raise AssertionError("converted arrays were declined")  # as_scores / as_ids guarantee them
     return back(work)
@@ -87,6 +110,7 @@ def sample_native(
     pipe: _native.Pipeline, input_ids: Any, scores: Any, seed: int, step: int, write_scores: bool = True
 ) -> Any:
     """`apply_native`, then the sampler's draw from the processed scores (one native call)."""
+    input_ids = _ids_for(pipe, input_ids, scores)
     tokens = pipe.sample(input_ids, scores, seed, step, write_scores)
     if tokens is not None:
         return tokens
@@ -97,34 +121,53 @@ def sample_native(
     return tokens
 
 
-def _per_row(value: Any) -> Any:
-    """A per-row parameter (list / array / tensor) as a list, or None if `value` is a scalar."""
+def _per_row(value: Any, name: str) -> Any:
+    """A per-row parameter (list / 1-D array / 1-D tensor) as a list, or None if `value` is a scalar (a
+    0-d array or tensor counts as one, as in transformers)."""
     if is_torch(value):
+        if value.device.type == "meta":
+            raise InvalidArgumentError(f"`{name}` is a tensor on the meta device (it holds no values)")
         value = value.detach().cpu().numpy()
     if isinstance(value, np.ndarray):
-        if value.ndim != 1:
-            raise InvalidArgumentError(f"a per-row parameter must be 1-D, got shape {value.shape}")
-        return value.tolist()
+        if value.ndim > 1:
+            raise InvalidArgumentError(
+                f"`{name}` has to be a number or one number per row (1-D), got shape {value.shape}"
+            )
+        return None if value.ndim == 0 else value.tolist()
     if isinstance(value, (list, tuple)):
         return list(value)
     return None
+
+
+def _scalar(value: Any) -> Any:
+    """A 0-d array / tensor as a Python number (other values unchanged)."""
+    if (is_torch(value) or isinstance(value, np.ndarray)) and value.ndim == 0:
+        return value.item()
+    return value
 
 
 def _token_list(ids: Any, name: str) -> list[int]:
     """int | list[int] | tensor | array -> list[int] (transformers' `eos_token_id` forms)."""
     if is_torch(ids) or isinstance(ids, np.ndarray):
         ids = ids.tolist()
-    if isinstance(ids, (int, np.integer)) and not isinstance(ids, bool):
+    if _is_int(ids):
         return [int(ids)]
     try:
-        out = [int(t) for t in ids]
-    except (TypeError, ValueError):
+        return [int(t) for t in ids]
+    except (TypeError, ValueError, OverflowError):
         raise InvalidArgumentError(f"`{name}` has to be an int or a list of ints, but is {ids!r}") from None
-    return out
 
 
 def _is_int(x: Any) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
+def _float(value: Any, name: str, what: str) -> float:
+    """`float(value)` as transformers converts the argument, failing with a fastlogits error."""
+    try:
+        return float(_scalar(value))
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidArgumentError(f"`{name}` has to be {what}, but is {value!r}") from None
 
 
 # Type checks live here (only Python can tell an int from a float); ranges are checked natively,
@@ -132,27 +175,54 @@ def _is_int(x: Any) -> bool:
 
 
 def _check_min_tokens(min_tokens_to_keep: Any) -> None:
+    """transformers' `isinstance(min_tokens_to_keep, int) and min_tokens_to_keep >= 1` (the range natively)."""
     if not isinstance(min_tokens_to_keep, int):
         raise InvalidArgumentError(
             f"`min_tokens_to_keep` has to be a positive integer, but is {min_tokens_to_keep}"
         )
 
 
+def _int_min_tokens(min_tokens_to_keep: Any) -> int:
+    """transformers' `int(min_tokens_to_keep)` (epsilon, eta)."""
+    try:
+        return int(min_tokens_to_keep)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidArgumentError(
+            f"`min_tokens_to_keep` has to be a positive integer, but is {min_tokens_to_keep!r}"
+        ) from None
+
+
 class FastLogitsProcessor:
     """Base class: a configured native processor, callable on its own or combined in a
-    :class:`fastlogits.LogitsPipeline`."""
+    :class:`fastlogits.LogitsPipeline`.
+
+    Calls may come from several threads at once: a processor without history state runs them in parallel;
+    one with history state (penalties, n-gram ban, bad words, sequence bias) serves them one at a time."""
 
     _spec: _native.Processor
     _pipe: _native.Pipeline | None = None
+    #: True for the `fastlogits.hf` classes: return a new tensor, leave the input unchanged.
+    _returns_new: bool = False
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        if cls is FastLogitsProcessor:
+            raise InvalidTypeError("FastLogitsProcessor is a base class: use one of the processors")
+        return super().__new__(cls)
 
     def native(self) -> _native.Processor:
         """The native processor (for building pipelines)."""
         return self._spec
 
+    def _pipeline(self) -> _native.Pipeline:
+        pipe = self._pipe
+        if pipe is None:
+            pipe = self._pipe = _native.Pipeline([self._spec])
+        return pipe
+
     def __call__(self, input_ids: Any, scores: Any) -> Any:
-        if self._pipe is None:
-            self._pipe = _native.Pipeline([self._spec])
-        return apply_native(self._pipe, input_ids, scores)
+        """``input_ids`` may be None for processors that do not read the history (the warpers,
+        ``LogitBias``, ``SuppressTokens``), as transformers allows."""
+        return apply_native(self._pipeline(), input_ids, scores, copy=self._returns_new)
 
     def reset(self) -> None:
         """Forgets the histories seen so far."""
@@ -166,11 +236,12 @@ class FastLogitsProcessor:
 class TemperatureLogitsWarper(FastLogitsProcessor):
     """``scores / temperature`` (in place; see the module docstring).
 
-    ``temperature``: a float > 0, or one float per row (list / 1-D array).
+    ``temperature``: a float > 0 (a Python float, as transformers requires), or one float per row (list /
+    1-D array). It must also be a normal float32 (about 1.2e-38 to 3.4e38): the division is done in float32.
     """
 
     def __init__(self, temperature: float | Sequence[float]):
-        rows = _per_row(temperature)
+        rows = _per_row(temperature, "temperature")
         if rows is None and not isinstance(temperature, float):
             raise InvalidArgumentError(
                 f"`temperature` (={temperature}) has to be a strictly positive float, otherwise your next "
@@ -187,16 +258,22 @@ class TopKLogitsWarper(FastLogitsProcessor):
     def __init__(
         self, top_k: int | Sequence[int], filter_value: float = NEG_INF, min_tokens_to_keep: int = 1
     ):
-        rows = _per_row(top_k)
+        rows = _per_row(top_k, "top_k")
         if rows is None and not isinstance(top_k, int):
             raise InvalidArgumentError(f"`top_k` has to be a strictly positive integer, but is {top_k}")
         if rows is not None and not all(_is_int(k) for k in rows):
             raise InvalidArgumentError(f"`top_k` has to hold strictly positive integers, but is {rows}")
+        if not isinstance(min_tokens_to_keep, (int, np.integer)):
+            raise InvalidArgumentError(
+                f"`min_tokens_to_keep` has to be an integer, but is {min_tokens_to_keep!r}"
+            )
         self.top_k = max(top_k, min_tokens_to_keep) if rows is None else rows
         self.filter_value = filter_value
         self.min_tokens_to_keep = min_tokens_to_keep
         self._spec = _native.Processor.top_k(
-            top_k if rows is None else rows, float(filter_value), int(min_tokens_to_keep)
+            top_k if rows is None else rows,
+            _float(filter_value, "filter_value", "a float"),
+            int(min_tokens_to_keep),
         )
 
 
@@ -206,20 +283,25 @@ class TopPLogitsWarper(FastLogitsProcessor):
 
     A token is kept iff the probability mass ranked above it is < ``top_p``. Equal to transformers'
     mask except for a cumulative mass within ~1e-6 of ``1 - top_p`` and for exact ties at the boundary
-    (kept here; arbitrary in torch's unstable sort). ``top_p``: a float in [0, 1], or one per row.
+    (kept here; arbitrary in torch's unstable sort). For ``1 - top_p < 1e-5`` (``top_p = 1`` included) the
+    removed mass is summed from the least likely token up, as transformers does, so that ``top_p = 1``
+    removes exactly the tokens whose float32 probability is 0. ``top_p``: a float in [0, 1], or one per
+    row.
     """
 
     def __init__(
         self, top_p: float | Sequence[float], filter_value: float = NEG_INF, min_tokens_to_keep: int = 1
     ):
-        rows = _per_row(top_p)
+        rows = _per_row(top_p, "top_p")
         if rows is None:
-            top_p = float(top_p)
+            top_p = _float(top_p, "top_p", "a float > 0 and < 1")
         _check_min_tokens(min_tokens_to_keep)
         self.top_p = top_p if rows is None else rows
         self.filter_value = filter_value
         self.min_tokens_to_keep = min_tokens_to_keep
-        self._spec = _native.Processor.top_p(self.top_p, float(filter_value), min_tokens_to_keep)
+        self._spec = _native.Processor.top_p(
+            self.top_p, _float(filter_value, "filter_value", "a float"), min_tokens_to_keep
+        )
 
 
 class MinPLogitsWarper(FastLogitsProcessor):
@@ -229,39 +311,51 @@ class MinPLogitsWarper(FastLogitsProcessor):
     def __init__(
         self, min_p: float | Sequence[float], filter_value: float = NEG_INF, min_tokens_to_keep: int = 1
     ):
-        rows = _per_row(min_p)
+        rows = _per_row(min_p, "min_p")
+        scalar = _scalar(min_p)
+        if rows is None and not isinstance(scalar, (int, float, np.number)):
+            raise InvalidArgumentError(f"`min_p` has to be a float in the [0, 1] interval, but is {min_p!r}")
         _check_min_tokens(min_tokens_to_keep)
         self.min_p = min_p if rows is None else rows
         self.filter_value = filter_value
         self.min_tokens_to_keep = min_tokens_to_keep
         self._spec = _native.Processor.min_p(
-            float(min_p) if rows is None else rows, float(filter_value), min_tokens_to_keep
+            float(scalar) if rows is None else rows,
+            _float(filter_value, "filter_value", "a float"),
+            min_tokens_to_keep,
         )
 
 
 class TypicalLogitsWarper(FastLogitsProcessor):
     """Locally typical sampling: keeps the tokens whose surprisal is closest to the entropy until their
-    mass reaches ``mass`` (in place)."""
+    mass reaches ``mass`` (in place).
+
+    For ``mass`` within ~1e-5 of 1, transformers' float32 cumulative sum over the whole sorted vocabulary
+    is itself off by about that much, so the masks can then differ by tokens of that total mass."""
 
     def __init__(self, mass: float = 0.9, filter_value: float = NEG_INF, min_tokens_to_keep: int = 1):
-        mass = float(mass)
+        mass = _float(mass, "typical_p", "a float > 0 and < 1")
         _check_min_tokens(min_tokens_to_keep)
         self.mass = mass
         self.filter_value = filter_value
         self.min_tokens_to_keep = min_tokens_to_keep
-        self._spec = _native.Processor.typical(mass, float(filter_value), min_tokens_to_keep)
+        self._spec = _native.Processor.typical(
+            mass, _float(filter_value, "filter_value", "a float"), min_tokens_to_keep
+        )
 
 
 class EpsilonLogitsWarper(FastLogitsProcessor):
     """Removes tokens with ``prob < epsilon`` except the ``min_tokens_to_keep`` most likely (in place)."""
 
     def __init__(self, epsilon: float, filter_value: float = NEG_INF, min_tokens_to_keep: int = 1):
-        epsilon = float(epsilon)
-        min_tokens_to_keep = int(min_tokens_to_keep)
+        epsilon = _float(epsilon, "epsilon_cutoff", "a float > 0 and < 1")
+        min_tokens_to_keep = _int_min_tokens(min_tokens_to_keep)
         self.epsilon = epsilon
         self.filter_value = filter_value
         self.min_tokens_to_keep = min_tokens_to_keep
-        self._spec = _native.Processor.epsilon(epsilon, float(filter_value), min_tokens_to_keep)
+        self._spec = _native.Processor.epsilon(
+            epsilon, _float(filter_value, "filter_value", "a float"), min_tokens_to_keep
+        )
 
 
 class EtaLogitsWarper(FastLogitsProcessor):
@@ -271,36 +365,43 @@ class EtaLogitsWarper(FastLogitsProcessor):
     def __init__(
         self, epsilon: float, filter_value: float = NEG_INF, min_tokens_to_keep: int = 1, device: str = "cpu"
     ):
-        epsilon = float(epsilon)
-        min_tokens_to_keep = int(min_tokens_to_keep)
+        epsilon = _float(epsilon, "eta_cutoff", "a float > 0 and < 1")
+        min_tokens_to_keep = _int_min_tokens(min_tokens_to_keep)
         self.epsilon = epsilon
         self.filter_value = filter_value
         self.min_tokens_to_keep = min_tokens_to_keep
-        self._spec = _native.Processor.eta(epsilon, float(filter_value), min_tokens_to_keep)
+        self._spec = _native.Processor.eta(
+            epsilon, _float(filter_value, "filter_value", "a float"), min_tokens_to_keep
+        )
 
 
 def _ignore_lengths(prompt_ignore_length: Any) -> Any:
     if prompt_ignore_length is None:
         return 0
-    rows = _per_row(prompt_ignore_length)
+    rows = _per_row(prompt_ignore_length, "prompt_ignore_length")
     if rows is not None:
+        if not all(_is_int(n) for n in rows):
+            raise InvalidArgumentError(
+                f"`prompt_ignore_length` has to hold one integer per row, but is {prompt_ignore_length!r}"
+            )
         return [int(n) for n in rows]
-    if not _is_int(prompt_ignore_length):
+    value = _scalar(prompt_ignore_length)
+    if not _is_int(value):
         raise InvalidArgumentError(
             f"`prompt_ignore_length` has to be an int or a 1-D tensor, but is {prompt_ignore_length!r}"
         )
-    return int(prompt_ignore_length)
+    return int(value)
 
 
 class RepetitionPenaltyLogitsProcessor(FastLogitsProcessor):
     """For every distinct token of the history: ``s < 0 ? s * penalty : s / penalty`` (in place).
 
     ``prompt_ignore_length``: the first positions to skip, an int or one per row (as ``generate`` passes
-    the left-padding lengths). ``penalty``: a float > 0, or one per row.
+    the left-padding lengths). ``penalty``: a float > 0 (and a normal float32), or one per row.
     """
 
     def __init__(self, penalty: float | Sequence[float], prompt_ignore_length: Any = None):
-        rows = _per_row(penalty)
+        rows = _per_row(penalty, "penalty")
         if rows is None and not isinstance(penalty, float):
             raise InvalidArgumentError(f"`penalty` has to be a strictly positive float, but is {penalty}")
         self.penalty = penalty if rows is None else rows
@@ -318,7 +419,9 @@ class PresencePenaltyLogitsProcessor(FastLogitsProcessor):
     def __init__(self, penalty: float, prompt_length: int):
         self.penalty = penalty
         self.prompt_length = prompt_length
-        self._spec = _native.Processor.presence_penalty(float(penalty), int(prompt_length))
+        self._spec = _native.Processor.presence_penalty(
+            _float(penalty, "presence_penalty", "a float in [-2, 2]"), prompt_length
+        )
 
 
 class FrequencyPenaltyLogitsProcessor(FastLogitsProcessor):
@@ -328,7 +431,9 @@ class FrequencyPenaltyLogitsProcessor(FastLogitsProcessor):
     def __init__(self, penalty: float, prompt_length: int):
         self.penalty = penalty
         self.prompt_length = prompt_length
-        self._spec = _native.Processor.frequency_penalty(float(penalty), int(prompt_length))
+        self._spec = _native.Processor.frequency_penalty(
+            _float(penalty, "frequency_penalty", "a float in [-2, 2]"), prompt_length
+        )
 
 
 class NoRepeatNGramLogitsProcessor(FastLogitsProcessor):
@@ -355,7 +460,8 @@ def _check_token_lists(lists: Any, name: str, what: str) -> None:
 class SequenceBiasLogitsProcessor(FastLogitsProcessor):
     """Adds a bias to the last token of each sequence when the history ends with the others
     (single-token sequences: always). ``sequence_bias``: ``{tuple(ids): float}`` or
-    ``[[ids, float], ...]``; biases must be floats, as in transformers."""
+    ``[[ids, float], ...]``; biases must be floats, as in transformers (and within the float32 range, or
+    ``-inf``). An empty id list in the list form is accepted and never applies (as in transformers)."""
 
     def __init__(self, sequence_bias: Any):
         self.sequence_bias = sequence_bias
@@ -382,9 +488,10 @@ class SequenceBiasLogitsProcessor(FastLogitsProcessor):
         else:
 
             def valid(pair: Any) -> bool:
+                # transformers reads pair[0] and pair[1] only (further items are ignored).
                 return (
                     isinstance(pair, (list, tuple))
-                    and len(pair) == 2
+                    and len(pair) >= 2
                     and isinstance(pair[0], list)
                     and all(_is_int(t) and t >= 0 for t in pair[0])
                     and isinstance(pair[1], float)
@@ -403,7 +510,8 @@ class SequenceBiasLogitsProcessor(FastLogitsProcessor):
 
 class NoBadWordsLogitsProcessor(FastLogitsProcessor):
     """Bans (``-inf``) the last token of each sequence of ``bad_words_ids`` when the history ends with the
-    others; single tokens equal to an EOS id are not banned (transformers' rule)."""
+    others. As in transformers, single tokens equal to an EOS id are not banned (so ``[[eos]]`` with
+    ``eos_token_id=eos`` bans nothing), and an empty sequence never applies."""
 
     def __init__(self, bad_words_ids: list[list[int]], eos_token_id: Any = None):
         self.bad_word_ids = bad_words_ids
@@ -424,13 +532,20 @@ class LogitBiasLogitsProcessor(FastLogitsProcessor):
             raise InvalidArgumentError(
                 f"`logit_bias` has to be a dict {{token_id: bias}}, but is {logit_bias!r}"
             )
+        if any(not _is_int(t) for t in logit_bias):
+            raise InvalidArgumentError(
+                f"`logit_bias` keys have to be token ids (ints), but are {list(logit_bias)}"
+            )
         self.logit_bias = logit_bias
-        self._spec = _native.Processor.logit_bias([(int(t), float(b)) for t, b in logit_bias.items()])
+        self._spec = _native.Processor.logit_bias(
+            [(int(t), _float(b, "logit_bias", "a dict of float biases")) for t, b in logit_bias.items()]
+        )
 
 
 class MinLengthLogitsProcessor(FastLogitsProcessor):
-    """EOS gets ``-inf`` while the history (prompt included) is shorter than ``min_length``.
-    ``device`` is accepted for compatibility and unused."""
+    """EOS gets ``-inf`` while the history (prompt included) is shorter than ``min_length``. As in
+    transformers, EOS ids outside the vocabulary match nothing. ``device`` is accepted for compatibility
+    and unused."""
 
     def __init__(self, min_length: int, eos_token_id: Any, device: str = "cpu"):
         if not isinstance(min_length, int):
@@ -441,7 +556,8 @@ class MinLengthLogitsProcessor(FastLogitsProcessor):
 
 
 class MinNewTokensLengthLogitsProcessor(FastLogitsProcessor):
-    """EOS gets ``-inf`` until ``min_new_tokens`` tokens follow the first ``prompt_length_to_skip``."""
+    """EOS gets ``-inf`` until ``min_new_tokens`` tokens follow the first ``prompt_length_to_skip``
+    (EOS ids outside the vocabulary match nothing)."""
 
     def __init__(
         self, prompt_length_to_skip: int, min_new_tokens: int, eos_token_id: Any, device: str = "cpu"
@@ -460,30 +576,47 @@ class MinNewTokensLengthLogitsProcessor(FastLogitsProcessor):
         )
 
 
+def _token_iterable(tokens: Any, name: str) -> list[int]:
+    """transformers' `torch.tensor(list(tokens))`."""
+    if is_torch(tokens) or isinstance(tokens, np.ndarray):
+        tokens = tokens.tolist()
+    try:
+        tokens = list(tokens)
+    except TypeError:
+        raise InvalidArgumentError(f"`{name}` has to be a list of token ids, but is {tokens!r}") from None
+    return _token_list(tokens, name)
+
+
 class SuppressTokensLogitsProcessor(FastLogitsProcessor):
-    """``suppress_tokens`` get ``-inf`` at every step."""
+    """``suppress_tokens`` get ``-inf`` at every step (ids outside the vocabulary suppress nothing)."""
 
     def __init__(self, suppress_tokens: Any, device: str = "cpu"):
-        self.suppress_tokens = _token_list(list(suppress_tokens), "suppress_tokens")
+        self.suppress_tokens = _token_iterable(suppress_tokens, "suppress_tokens")
         self._spec = _native.Processor.suppress_tokens(self.suppress_tokens)
 
 
 class SuppressTokensAtBeginLogitsProcessor(FastLogitsProcessor):
-    """``begin_suppress_tokens`` get ``-inf`` at the step where the history length is ``begin_index``."""
+    """``begin_suppress_tokens`` get ``-inf`` at the step where the history length is ``begin_index``
+    (transformers compares without validating: a negative or non-integral index never matches)."""
 
     def __init__(self, begin_suppress_tokens: Any, begin_index: int, device: str = "cpu"):
-        self.begin_suppress_tokens = _token_list(list(begin_suppress_tokens), "begin_suppress_tokens")
+        self.begin_suppress_tokens = _token_iterable(begin_suppress_tokens, "begin_suppress_tokens")
         self.set_begin_index(begin_index)
 
     def set_begin_index(self, begin_index: int) -> None:
         self.begin_index = begin_index
-        self._spec = _native.Processor.suppress_tokens_at_begin(self.begin_suppress_tokens, int(begin_index))
+        value = _scalar(begin_index)
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            value = int(value)
+        index = int(value) if _is_int(value) or isinstance(value, bool) else -1  # -1: never
+        self._spec = _native.Processor.suppress_tokens_at_begin(self.begin_suppress_tokens, index)
         self._pipe = None
 
 
 class ExponentialDecayLengthPenalty(FastLogitsProcessor):
     """After ``start`` new tokens, raises the EOS score by ``|s| * (factor ** (n - start) - 1)``.
-    ``exponential_decay_length_penalty`` is ``(start, factor)``."""
+    ``exponential_decay_length_penalty`` is ``(start, factor)`` (further items are ignored, a fractional
+    start is kept, as in transformers)."""
 
     def __init__(
         self,
@@ -491,10 +624,21 @@ class ExponentialDecayLengthPenalty(FastLogitsProcessor):
         eos_token_id: Any,
         input_ids_seq_length: int,
     ):
-        start, factor = exponential_decay_length_penalty
-        self.regulation_start = start + input_ids_seq_length
+        try:
+            start, factor = exponential_decay_length_penalty[0], exponential_decay_length_penalty[1]
+        except (TypeError, IndexError, KeyError):
+            raise InvalidArgumentError(
+                "`exponential_decay_length_penalty` has to be a (start, factor) tuple, but is "
+                f"{exponential_decay_length_penalty!r}"
+            ) from None
+        start = _float(start, "exponential_decay_length_penalty", "a (start, factor) tuple of numbers")
+        factor = _float(factor, "exponential_decay_length_penalty", "a (start, factor) tuple of numbers")
+        length = _float(input_ids_seq_length, "input_ids_seq_length", "a number")
+        self.regulation_start = start + length
         self.regulation_factor = factor
+        if is_torch(eos_token_id) and eos_token_id.is_floating_point():
+            raise InvalidArgumentError(
+                f"`eos_token_id` has to be a list of positive integers, but is {eos_token_id}"
+            )
         self.eos_token_id = _token_list(eos_token_id, "eos_token_id")
-        self._spec = _native.Processor.exponential_decay(
-            int(start), float(factor), self.eos_token_id, int(input_ids_seq_length)
-        )
+        self._spec = _native.Processor.exponential_decay(start, factor, self.eos_token_id, length)

@@ -368,13 +368,20 @@ impl BeamSearch {
     /// already expanded to one row per beam, as `generate` does with `repeat_interleave`).
     pub fn new(cfg: BeamConfig, prompt: &[i64], prompt_len: usize) -> Result<Self> {
         cfg.validate()?;
-        let rows = cfg.batch_size * cfg.num_beams;
-        if prompt.len() != rows * prompt_len {
+        let rows = cfg.batch_size * cfg.num_beams; // checked by `validate`
+                                                   // The state is proportional to the prompt the caller holds, except for an empty prompt: bound it.
+        if prompt_len == 0 && rows > 1 << 16 {
+            return Err(Error::shape(format!(
+                "the prompt is empty and batch_size * num_beams = {rows}: give the prompt tokens (at most 65536 \
+                 rows without any)"
+            )));
+        }
+        if rows.checked_mul(prompt_len) != Some(prompt.len()) {
             return Err(Error::shape(format!(
                 "the prompt has {} ids, but batch_size * num_beams = {rows} rows of length {prompt_len} \
                  need {}",
                 prompt.len(),
-                rows * prompt_len
+                rows.saturating_mul(prompt_len)
             )));
         }
         if prompt_len >= cfg.max_length {

@@ -39,19 +39,55 @@ pub struct TokenCounts {
 }
 
 /// For each (n-1)-gram of the history, the distinct tokens that followed it (no-repeat n-gram).
+///
+/// An (n-1)-gram is keyed by a rolling hash and identified by the position of its first occurrence in
+/// the history (compared on lookup, so hash collisions cost time, never correctness): memory is O(L)
+/// whatever `n` is, and each new token costs O(1) to index plus one comparison of n-1 ids.
 #[derive(Debug, Default, Clone)]
 pub struct NGramIndex {
-    followers: FxHashMap<Vec<u32>, Vec<u32>>,
+    /// hash -> [(end of the first occurrence of the (n-1)-gram in the history, its distinct followers)]
+    groups: FxHashMap<u64, Vec<(usize, Vec<u32>)>>,
+}
+
+/// Base of the rolling hash (odd, so multiplication by it is invertible mod 2^64).
+const HASH_BASE: u64 = 0x9E37_79B9_7F4A_7C15;
+
+fn window_hash(w: &[u32]) -> u64 {
+    w.iter().fold(0u64, |h, &t| h.wrapping_mul(HASH_BASE).wrapping_add(t as u64 + 1))
 }
 
 impl NGramIndex {
-    fn add(&mut self, prefix: &[u32], next: u32) {
-        if let Some(v) = self.followers.get_mut(prefix) {
-            if !v.contains(&next) {
-                v.push(next);
+    /// Records that the (n-1)-gram `hist[end + 1 - n..end]` (hash `h`) was followed by `hist[end]`.
+    fn add(&mut self, hist: &[u32], n: usize, end: usize, h: u64) {
+        let prefix = &hist[end + 1 - n..end];
+        let next = hist[end];
+        let groups = self.groups.entry(h).or_default();
+        match groups.iter_mut().find(|(e, _)| &hist[*e + 1 - n..*e] == prefix) {
+            Some((_, followers)) => {
+                if !followers.contains(&next) {
+                    followers.push(next);
+                }
             }
-        } else {
-            self.followers.insert(prefix.to_vec(), vec![next]);
+            None => groups.push((end, vec![next])),
+        }
+    }
+
+    /// Indexes the n-grams ending at positions `from..hist.len()`.
+    fn extend(&mut self, hist: &[u32], n: usize, from: usize) {
+        let first = from.max(n - 1);
+        if first >= hist.len() {
+            return;
+        }
+        // Rolling hash of the window hist[end + 1 - n..end]: drop the oldest id, append the newest.
+        let top = (1..n.saturating_sub(1)).fold(1u64, |p, _| p.wrapping_mul(HASH_BASE)); // HASH_BASE^(n-2)
+        let mut h = window_hash(&hist[first + 1 - n..first]);
+        for end in first..hist.len() {
+            if end > first && n > 1 {
+                let old = hist[end - n] as u64 + 1;
+                let new = hist[end - 1] as u64 + 1;
+                h = h.wrapping_sub(old.wrapping_mul(top)).wrapping_mul(HASH_BASE).wrapping_add(new);
+            }
+            self.add(hist, n, end, h);
         }
     }
 
@@ -60,7 +96,11 @@ impl NGramIndex {
         if hist.len() < n {
             return &[];
         }
-        self.followers.get(&hist[hist.len() + 1 - n..]).map_or(&[], |v| v.as_slice())
+        let suffix = &hist[hist.len() + 1 - n..];
+        self.groups
+            .get(&window_hash(suffix))
+            .and_then(|g| g.iter().find(|(e, _)| &hist[*e + 1 - n..*e] == suffix))
+            .map_or(&[], |(_, followers)| followers.as_slice())
     }
 }
 
@@ -77,7 +117,7 @@ impl State {
         match self {
             State::Distinct { set, .. } => set.reset(vocab),
             State::Counts { counts, .. } => counts.counts.clear(),
-            State::NGram { index, .. } => index.followers.clear(),
+            State::NGram { index, .. } => index.groups.clear(),
         }
     }
 
@@ -94,13 +134,7 @@ impl State {
                     *counts.counts.entry(t).or_insert(0) += 1;
                 }
             }
-            State::NGram { n, index } => {
-                let n = *n;
-                // The n-gram ending at position p is complete once p exists.
-                for end in from.max(n - 1)..hist.len() {
-                    index.add(&hist[end + 1 - n..end], hist[end]);
-                }
-            }
+            State::NGram { n, index } => index.extend(hist, *n, from),
         }
     }
 }

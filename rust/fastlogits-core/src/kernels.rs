@@ -104,6 +104,49 @@ dispatch_fn! {
     }
 }
 
+/// [`RowScan`] plus the smallest finite value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RowRange {
+    /// Largest value (`-inf` if the row is all `-inf`).
+    pub max: f32,
+    /// Smallest finite value (`+inf` if there is none).
+    pub min: f32,
+    /// True if the row holds a NaN or `+inf`.
+    pub invalid: bool,
+}
+
+dispatch_fn! {
+    /// Maximum, smallest finite value and whether the row holds NaN or `+inf`, in one read.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)] // `!(x < inf)` catches NaN and +inf in one compare
+    pub fn scan_row_range(row: &[f32]) -> RowRange {
+        let mut m = [f32::NEG_INFINITY; LANES];
+        let mut lo = [f32::INFINITY; LANES];
+        let mut bad = [false; LANES];
+        let chunks = row.chunks_exact(LANES);
+        let tail = chunks.remainder();
+        for c in chunks {
+            for j in 0..LANES {
+                let x = c[j];
+                bad[j] |= !(x < f32::INFINITY);
+                m[j] = if x > m[j] { x } else { m[j] };
+                lo[j] = if x < lo[j] && x > f32::NEG_INFINITY { x } else { lo[j] };
+            }
+        }
+        let mut out = RowRange { max: f32::NEG_INFINITY, min: f32::INFINITY, invalid: false };
+        for j in 0..LANES {
+            out.invalid |= bad[j];
+            out.max = if m[j] > out.max { m[j] } else { out.max };
+            out.min = if lo[j] < out.min { lo[j] } else { out.min };
+        }
+        for &x in tail {
+            out.invalid |= !(x < f32::INFINITY);
+            out.max = if x > out.max { x } else { out.max };
+            out.min = if x < out.min && x > f32::NEG_INFINITY { x } else { out.min };
+        }
+        out
+    }
+}
+
 dispatch_fn! {
     /// Largest value of the row (`-inf` for an empty or all `-inf` row). Assumes no NaN.
     pub fn row_max(row: &[f32]) -> f32 {

@@ -35,7 +35,7 @@ pub mod select;
 pub use error::{Error, Result};
 pub use pipeline::Pipeline;
 pub use pool::{num_threads, set_num_threads};
-pub use processors::{PerRow, Processor, SequenceBias};
+pub use processors::{Class, Effect, PerRow, Processor, Range, Reads, SequenceBias};
 
 /// An integer type token ids come in.
 pub trait TokenId: Copy + Send + Sync + 'static {
@@ -74,6 +74,9 @@ pub fn batch_of(len: usize, vocab: usize) -> Result<usize> {
     if len == 0 {
         return Err(Error::shape("scores has no rows: the batch must not be empty"));
     }
+    if vocab > u32::MAX as usize {
+        return Err(Error::shape(format!("scores has V = {vocab} columns: at most 2**32 - 1 are supported")));
+    }
     Ok(len / vocab)
 }
 
@@ -105,7 +108,7 @@ pub fn check_scores(scores: &[f32], vocab: usize, need_finite: bool) -> Result<(
 
 /// Checks a `(batch, seq_len)` id buffer: shape, and every id in `[0, vocab)`.
 pub fn check_ids<I: TokenId>(ids: &[I], seq_len: usize, batch: usize, vocab: usize) -> Result<()> {
-    if ids.len() != batch * seq_len {
+    if batch.checked_mul(seq_len) != Some(ids.len()) {
         let rows = ids.len().checked_div(seq_len).unwrap_or(0);
         return Err(Error::shape(format!(
             "input_ids has {rows} rows but scores has {batch}: they must have the same batch size"

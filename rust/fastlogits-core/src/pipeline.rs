@@ -3,8 +3,8 @@
 
 use crate::error::Result;
 use crate::history::RowHistory;
-use crate::processors::Processor;
-use crate::row::{undo, with_scratch, Row, Suspended};
+use crate::processors::{Processor, Range};
+use crate::row::{undo, with_scratch, Row, Suspended, Validation};
 use crate::sampling::uniform;
 use crate::select::Cand;
 use crate::{batch_of, check_ids, check_scores, pool, Error, TokenId};
@@ -30,7 +30,9 @@ struct RowMem {
     undo: Vec<(u32, f32)>,
     kept: Vec<Cand>,
     suspended: Suspended,
-    valid: bool,
+    valid: Validation,
+    /// Phase A: where the raw finite scores left lie.
+    range: Range,
     error: Option<Error>,
 }
 
@@ -41,7 +43,8 @@ impl RowMem {
             undo: Vec::new(),
             kept: Vec::new(),
             suspended: Suspended::default(),
-            valid: true,
+            valid: Validation::Valid,
+            range: Range { lo: f64::NEG_INFINITY, hi: f64::NEG_INFINITY },
             error: None,
         }
     }
@@ -81,7 +84,29 @@ impl Pipeline {
         scores: &mut [f32],
         vocab: usize,
     ) -> Result<()> {
-        self.run(ids, seq_len, scores, vocab, None)
+        self.run(ids, seq_len, None, scores, vocab, None)
+    }
+
+    /// [`Pipeline::apply`] to a copy: `dst` receives the processed `src` (same shape), which is not
+    /// modified (what transformers' processors do: they return a new tensor). The copy is made row by row
+    /// inside the call, in parallel, and each row is processed while it is in cache. On error `dst` holds
+    /// unspecified values.
+    pub fn apply_from<I: TokenId>(
+        &mut self,
+        ids: &[I],
+        seq_len: usize,
+        src: &[f32],
+        dst: &mut [f32],
+        vocab: usize,
+    ) -> Result<()> {
+        if src.len() != dst.len() {
+            return Err(Error::shape(format!(
+                "the output has {} elements but the scores have {}",
+                dst.len(),
+                src.len()
+            )));
+        }
+        self.run(ids, seq_len, Some(src), dst, vocab, None)
     }
 
     /// [`Pipeline::apply`], then one token per row drawn from the processed scores with the stream
@@ -108,7 +133,7 @@ impl Pipeline {
         if out.len() != batch {
             return Err(Error::shape(format!("the output has {} rows but scores has {batch}", out.len())));
         }
-        self.run(ids, seq_len, scores, vocab, Some((seed, step, out, write_scores)))
+        self.run(ids, seq_len, None, scores, vocab, Some((seed, step, out, write_scores)))
     }
 
     /// Where a call can validate rows inside the first top-k read instead of a separate pass: the
@@ -121,13 +146,15 @@ impl Pipeline {
         matches!(self.procs[k], Processor::TopK { filter, .. } if filter == f32::NEG_INFINITY).then_some(k)
     }
 
+    /// The call: `scores` is processed in place, or, with `src`, receives the processed `src`.
     fn run<I: TokenId>(
         &mut self,
         ids: &[I],
         seq_len: usize,
+        src: Option<&[f32]>,
         scores: &mut [f32],
         vocab: usize,
-        draw: Option<(u64, u64, &mut [i64], bool)>,
+        mut draw: Option<(u64, u64, &mut [i64], bool)>,
     ) -> Result<()> {
         let batch = batch_of(scores.len(), vocab)?;
         check_ids(ids, seq_len, batch, vocab)?;
@@ -140,14 +167,22 @@ impl Pipeline {
         }
         let split = self.fused_split();
         if split.is_none() {
-            // Validate every row before any is written.
-            check_scores(scores, vocab, false)?;
+            // Validate every row before any is written; where the chain might overflow float32 (huge
+            // scores, extreme parameters), take the checked path.
+            let ranges = scan_ranges(src.unwrap_or(scores), vocab)?;
+            let safe =
+                ranges.iter().enumerate().all(|(r, &range)| cannot_overflow(&self.procs, range, r, seq_len));
+            if !safe {
+                return self.run_checked(ids, seq_len, src, scores, vocab, draw);
+            }
         }
         let procs = &self.procs;
         let uses_history = self.uses_history;
-        let (seed, step, mut outs, write) = match draw {
-            Some((seed, step, out, write)) => (seed, step, out.iter_mut().map(Some).collect(), write),
-            None => (0, 0, Vec::new(), true),
+        let (seed, step, write) = draw.as_ref().map_or((0, 0, true), |d| (d.0, d.1, d.3));
+        let drawing = draw.is_some();
+        let mut outs: Vec<Option<&mut i64>> = match &mut draw {
+            Some(d) => d.2.iter_mut().map(Some).collect(),
+            None => Vec::new(),
         };
         outs.resize_with(batch, || None);
         let mut work: Vec<Work> = scores
@@ -163,6 +198,9 @@ impl Pipeline {
             None => 0,
             Some(k) => {
                 pool::for_each_mut(&mut work, elements, |r, w| {
+                    if let Some(src) = src {
+                        w.buf.copy_from_slice(&src[r * vocab..(r + 1) * vocab]);
+                    }
                     if uses_history {
                         w.mem.hist.sync(&ids[r * seq_len..(r + 1) * seq_len], vocab);
                     }
@@ -174,16 +212,32 @@ impl Pipeline {
                         }
                         let Processor::TopK { k: top_k, .. } = &procs[k] else { unreachable!() };
                         mem.valid = row.top_k_validating(top_k.get(r));
+                        let (lo, hi) = row.raw_range();
+                        mem.range = Range { lo: lo as f64, hi: hi as f64 };
                         mem.suspended = row.suspend(&mut mem.kept);
                     });
                 });
-                if let Some(r) = work.iter().position(|w| !w.mem.valid) {
+                // What is left to apply to the raw values measured: pending temperatures and what follows.
+                let rest = &procs[procs.iter().position(|p| !p.is_point_update()).unwrap_or(k)..];
+                let overflow = work.iter().enumerate().any(|(r, w)| {
+                    w.mem.valid == Validation::Overflow || !cannot_overflow(rest, w.mem.range, r, seq_len)
+                });
+                let bad_input = work.iter().position(|w| w.mem.valid == Validation::InvalidInput);
+                let empty = work.iter().position(|w| drawing && w.mem.range.hi == f64::NEG_INFINITY);
+                if overflow || bad_input.is_some() || empty.is_some() {
                     for w in work.iter_mut() {
-                        undo(w.buf, &w.mem.undo); // the message below reads the restored row
+                        undo(w.buf, &w.mem.undo); // the messages below read the restored rows
                     }
-                    let row = &*work[r].buf;
-                    return Err(crate::row_error(r, row, crate::kernels::scan_row(row), false)
-                        .unwrap_or_else(|| Error::value(format!("row {r} of scores is invalid"))));
+                    drop(work);
+                    if overflow {
+                        return self.run_checked(ids, seq_len, src, scores, vocab, draw);
+                    }
+                    if let Some(r) = bad_input {
+                        let row = &src.unwrap_or(scores)[r * vocab..(r + 1) * vocab];
+                        return Err(crate::row_error(r, row, crate::kernels::scan_row(row), false)
+                            .unwrap_or_else(|| Error::value(format!("row {r} of scores is invalid"))));
+                    }
+                    return Err(all_neg_inf(empty.unwrap_or(0)));
                 }
                 k + 1
             }
@@ -191,8 +245,13 @@ impl Pipeline {
 
         // Phase B: the remaining processors, then the row is written out (and a token drawn).
         pool::for_each_mut(&mut work, elements, |r, w| {
-            if uses_history && split.is_none() {
-                w.mem.hist.sync(&ids[r * seq_len..(r + 1) * seq_len], vocab);
+            if split.is_none() {
+                if let Some(src) = src {
+                    w.buf.copy_from_slice(&src[r * vocab..(r + 1) * vocab]);
+                }
+                if uses_history {
+                    w.mem.hist.sync(&ids[r * seq_len..(r + 1) * seq_len], vocab);
+                }
             }
             let mem = &mut *w.mem;
             with_scratch(|s| {
@@ -219,25 +278,144 @@ impl Pipeline {
         }
     }
 
+    /// The checked path, for calls that might overflow float32 (scores near its limits, extreme
+    /// parameters): the processors run one at a time over a copy of the scores, each result is checked,
+    /// and the caller's buffer is written only when all of them succeeded. An overflow is reported naming
+    /// the processor, the position and the value it started from. Same results as the fast path otherwise
+    /// (a chain equals its processors applied one after another).
+    fn run_checked<I: TokenId>(
+        &mut self,
+        ids: &[I],
+        seq_len: usize,
+        src: Option<&[f32]>,
+        scores: &mut [f32],
+        vocab: usize,
+        draw: Option<(u64, u64, &mut [i64], bool)>,
+    ) -> Result<()> {
+        let input = src.unwrap_or(scores);
+        check_scores(input, vocab, false)?;
+        let elements = input.len();
+        if self.uses_history {
+            pool::for_each_mut(&mut self.rows, elements, |r, mem| {
+                mem.hist.sync(&ids[r * seq_len..(r + 1) * seq_len], vocab);
+            });
+        }
+        let mut work = input.to_vec();
+        let mut before = input.to_vec();
+        for (j, p) in self.procs.iter().enumerate() {
+            before.copy_from_slice(&work);
+            let mut rows: Vec<(&mut [f32], &RowMem)> = work.chunks_mut(vocab).zip(self.rows.iter()).collect();
+            pool::for_each_mut(&mut rows, elements, |r, (buf, mem)| {
+                with_scratch(|s| {
+                    let mut row = Row::new(buf, s);
+                    p.apply(&mut row, r, seq_len, &mem.hist.ids, mem.hist.states[j].as_ref());
+                    row.finish();
+                });
+            });
+            if let Some(i) = work.iter().position(|x| x.is_nan() || *x == f32::INFINITY) {
+                let (r, c) = (i / vocab, i % vocab);
+                return Err(Error::value(format!(
+                    "{} turned scores[{r}, {c}] = {:e} into {}: the result is beyond the float32 range \
+                     (scores near ±{:e}, or an extreme parameter); the scores were left unchanged",
+                    p.name(),
+                    before[i],
+                    if work[i].is_nan() { "NaN" } else { "+inf" },
+                    f32::MAX
+                )));
+            }
+        }
+        let Some((seed, step, out, _)) = draw else {
+            scores.copy_from_slice(&work);
+            return Ok(());
+        };
+        let batch = out.len();
+        let mut errors: Vec<Option<Error>> = vec![None; batch];
+        let mut jobs: Vec<(&[f32], &mut i64, &mut Option<Error>)> = work
+            .chunks(vocab)
+            .zip(out.iter_mut())
+            .zip(errors.iter_mut())
+            .map(|((a, b), c)| (a, b, c))
+            .collect();
+        pool::for_each_mut(&mut jobs, elements, |r, (row, o, err)| {
+            match with_scratch(|s| crate::sampling::sample_row(r, row, uniform(seed, r as u64, step), s)) {
+                Ok(t) => **o = t as i64,
+                Err(e) => **err = Some(e),
+            }
+        });
+        if let Some(e) = errors.into_iter().flatten().next() {
+            return Err(e);
+        }
+        scores.copy_from_slice(&work);
+        Ok(())
+    }
+
     /// Reorders the per-row states after a beam step: new row `i` continues old row `src[i]`.
+    /// Before the first call (no rows yet) the indices must still be rows of a batch of `src.len()`.
     pub fn reorder(&mut self, src: &[usize]) -> Result<()> {
         if self.rows.is_empty() {
-            return Ok(());
+            return match src.iter().find(|&&s| s >= src.len()) {
+                Some(&bad) => Err(Error::value(format!(
+                    "`beam_idx` holds {bad}, outside [0, {}) (the batch it reorders has {} rows)",
+                    src.len(),
+                    src.len()
+                ))),
+                None => Ok(()),
+            };
         }
         if src.len() != self.rows.len() {
             return Err(Error::shape(format!(
-                "reorder got {} indices for {} rows",
+                "`beam_idx` has {} indices but the pipeline holds {} rows",
                 src.len(),
                 self.rows.len()
             )));
         }
         if let Some(&bad) = src.iter().find(|&&s| s >= self.rows.len()) {
-            return Err(Error::value(format!("reorder index {bad} is outside [0, {})", self.rows.len())));
+            return Err(Error::value(format!("`beam_idx` holds {bad}, outside [0, {})", self.rows.len())));
         }
         let old = std::mem::take(&mut self.rows);
         self.rows = src.iter().map(|&s| old[s].clone()).collect();
         Ok(())
     }
+}
+
+/// Scores up to this bound are far enough from `f32::MAX` that the float32 rounding of the few
+/// operations of a chain cannot carry them past it.
+const SAFE_MAX: f64 = f32::MAX as f64 / (1.0 + 1e-5);
+
+/// Whether `procs`, applied to row `r` (history length `len`) whose finite scores lie in `range`, provably
+/// produce no NaN / `+inf`. False means "not proven" (the checked path then decides).
+fn cannot_overflow(procs: &[Processor], range: Range, r: usize, len: usize) -> bool {
+    let end = procs.iter().fold(range, |acc, p| p.range_after(acc, r, len));
+    // A chain that does not raise the maximum is fine even next to f32::MAX.
+    end.hi <= range.hi || end.hi <= SAFE_MAX
+}
+
+/// Validates every row (no NaN / `+inf`, naming the first) and returns where its finite scores lie.
+fn scan_ranges(scores: &[f32], vocab: usize) -> Result<Vec<Range>> {
+    let batch = batch_of(scores.len(), vocab)?;
+    let mut out: Vec<(Range, Option<Error>)> =
+        vec![(Range { lo: f64::INFINITY, hi: f64::NEG_INFINITY }, None); batch];
+    pool::for_each_mut(&mut out, scores.len(), |r, (range, err)| {
+        let row = &scores[r * vocab..(r + 1) * vocab];
+        let scan = crate::kernels::scan_row_range(row);
+        match crate::row_error(
+            r,
+            row,
+            crate::kernels::RowScan { max: scan.max, invalid: scan.invalid },
+            false,
+        ) {
+            Some(e) => *err = Some(e),
+            None => *range = Range { lo: scan.min as f64, hi: scan.max as f64 },
+        }
+    });
+    match out.iter_mut().find_map(|o| o.1.take()) {
+        Some(e) => Err(e),
+        None => Ok(out.into_iter().map(|o| o.0).collect()),
+    }
+}
+
+fn all_neg_inf(r: usize) -> Error {
+    Error::value(format!("row {r} of scores is all -inf: no token is left to choose from"))
 }
 
 #[cfg(test)]

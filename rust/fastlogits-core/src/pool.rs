@@ -4,7 +4,7 @@
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
@@ -14,40 +14,69 @@ use crate::error::{Error, Result};
 /// costs more than it saves.
 const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
 
-/// The threads a batched call uses: the calling thread plus the pool's `threads - 1` workers.
+/// The threads a batched call uses: the calling thread plus the pool's `threads - 1` workers. Without a
+/// pool (the default one could not be started), every call runs on the calling thread.
 struct Threads {
     threads: usize,
-    pool: Arc<ThreadPool>,
+    pool: Option<Arc<ThreadPool>>,
 }
 
-static POOL: OnceLock<RwLock<Arc<Threads>>> = OnceLock::new();
+static POOL: RwLock<Option<Arc<Threads>>> = RwLock::new(None);
+
+/// The most threads [`set_num_threads`] and `FASTLOGITS_NUM_THREADS` accept.
+pub const MAX_THREADS: usize = 4096;
+
+/// `FASTLOGITS_NUM_THREADS`: `None` when unset, empty or 0 (one thread per CPU); an error when it is not an
+/// integer in `[0, MAX_THREADS]`.
+pub fn threads_from_env() -> Result<Option<usize>> {
+    let Ok(v) = std::env::var("FASTLOGITS_NUM_THREADS") else {
+        return Ok(None);
+    };
+    match v.trim().parse::<usize>() {
+        Ok(0) => Ok(None),
+        Ok(n) if n <= MAX_THREADS => Ok(Some(n)),
+        _ if v.trim().is_empty() => Ok(None),
+        _ => Err(Error::param(format!(
+            "`FASTLOGITS_NUM_THREADS` (={v:?}) has to be an integer in [0, {MAX_THREADS}] (0 or unset: one \
+             thread per CPU)"
+        ))),
+    }
+}
 
 fn default_threads() -> usize {
-    std::env::var("FASTLOGITS_NUM_THREADS")
+    // An invalid FASTLOGITS_NUM_THREADS is reported by `threads_from_env` (the Python package raises at
+    // import); here it counts as unset.
+    threads_from_env()
         .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .flatten()
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS))
 }
 
-/// `n` threads in all: the caller works too, so the pool holds `n - 1` workers (one idle worker when
-/// `n == 1`, never used).
+/// `n` threads in all: the caller works too, so the pool holds `n - 1` workers (none when `n == 1`).
 fn build(n: usize) -> Result<Arc<Threads>> {
+    if n <= 1 {
+        return Ok(Arc::new(Threads { threads: 1, pool: None }));
+    }
     let pool = ThreadPoolBuilder::new()
-        .num_threads(n.saturating_sub(1).max(1))
+        .num_threads(n - 1)
         .thread_name(|i| format!("fastlogits-{i}"))
         .build()
         .map(Arc::new)
         .map_err(|e| Error::param(format!("could not start {n} threads: {e}")))?;
-    Ok(Arc::new(Threads { threads: n, pool }))
-}
-
-fn cell() -> &'static RwLock<Arc<Threads>> {
-    POOL.get_or_init(|| RwLock::new(build(default_threads()).expect("starting the fastlogits thread pool")))
+    Ok(Arc::new(Threads { threads: n, pool: Some(pool) }))
 }
 
 fn current() -> Arc<Threads> {
-    cell().read().unwrap_or_else(|e| e.into_inner()).clone()
+    if let Some(t) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        return Arc::clone(t);
+    }
+    let mut slot = POOL.write().unwrap_or_else(|e| e.into_inner());
+    // The default pool; if the system refuses the threads, calls run on the calling thread (the results
+    // do not depend on the thread count) and `set_num_threads` reports the failure when asked again.
+    let t = slot.get_or_insert_with(|| {
+        build(default_threads()).unwrap_or_else(|_| Arc::new(Threads { threads: 1, pool: None }))
+    });
+    Arc::clone(t)
 }
 
 /// Number of threads used by batched calls (the calling thread included).
@@ -56,14 +85,18 @@ pub fn num_threads() -> usize {
 }
 
 /// Replaces the pool by one with `n` threads (`0`: the default, `FASTLOGITS_NUM_THREADS` or the number
-/// of CPUs). Calls already running finish on the old pool.
+/// of CPUs). Calls already running finish on the old pool. An error (too many threads, or the system
+/// refused to start them) leaves the current pool in place.
 pub fn set_num_threads(n: usize) -> Result<()> {
+    if n > MAX_THREADS {
+        return Err(Error::param(format!("`num_threads` has to be in [0, {MAX_THREADS}], but is {n}")));
+    }
     let n = if n == 0 { default_threads() } else { n };
-    if n > 4096 {
-        return Err(Error::param(format!("`num_threads` must be in [0, 4096], but is {n}")));
+    if POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|t| t.threads == n) {
+        return Ok(()); // already that many: starting thousands of threads again takes seconds
     }
     let p = build(n)?;
-    *cell().write().unwrap_or_else(|e| e.into_inner()) = p;
+    *POOL.write().unwrap_or_else(|e| e.into_inner()) = Some(p);
     Ok(())
 }
 
@@ -177,10 +210,12 @@ fn split_run<T: Send>(items: &mut [T], threads: usize, f: &(impl Fn(usize, &mut 
         task,
         panic: Mutex::new(None),
     });
-    let pool = current();
-    for _ in 1..threads.min(n) {
-        let sh = Arc::clone(&shared);
-        pool.pool.spawn(move || sh.work(true));
+    let threads_now = current();
+    if let Some(pool) = &threads_now.pool {
+        for _ in 1..threads.min(n) {
+            let sh = Arc::clone(&shared);
+            pool.spawn(move || sh.work(true));
+        }
     }
     {
         let _wait = WaitOnDrop(&shared);

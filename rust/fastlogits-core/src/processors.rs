@@ -4,6 +4,8 @@
 //! one) and reject NaN / infinite parameters it would let through. Everything that depends on the
 //! vocabulary size or the batch is checked per call by [`Processor::check`], before any row is touched.
 
+use rustc_hash::FxHashMap;
+
 use crate::error::{Error, Result};
 use crate::history::{DistinctTokens, NGramIndex, State, TokenCounts};
 use crate::row::Row;
@@ -26,12 +28,14 @@ impl<T: Copy> PerRow<T> {
         }
     }
 
-    fn try_map<U>(self, f: impl Fn(T) -> Result<U>) -> Result<PerRow<U>> {
+    fn try_map<U>(self, name: &str, f: impl Fn(T) -> Result<U>) -> Result<PerRow<U>> {
         Ok(match self {
             PerRow::All(v) => PerRow::All(f(v)?),
             PerRow::Rows(v) => {
                 if v.is_empty() {
-                    return Err(Error::param("a per-row parameter array must not be empty"));
+                    return Err(Error::param(format!(
+                        "`{name}` is an empty list: give one value, or one value per row of the batch"
+                    )));
                 }
                 PerRow::Rows(v.into_iter().map(f).collect::<Result<_>>()?)
             }
@@ -69,37 +73,42 @@ pub struct SequenceBias {
 impl SequenceBias {
     /// `entries` in dict order; a repeated sequence keeps its first position and its last bias, like a
     /// Python dict. `name` is the argument named in errors.
+    /// No entries is allowed here (`NoBadWordsLogitsProcessor([[eos]], eos)` bans nothing); the
+    /// `SequenceBias` constructor requires some.
     pub fn new(entries: Vec<(Vec<u32>, f32)>, name: &str) -> Result<Self> {
-        if entries.is_empty() {
-            return Err(Error::param(format!("`{name}` has to be a non-empty list, but is empty")));
-        }
         let mut uniq: Vec<(Vec<u32>, f32)> = Vec::with_capacity(entries.len());
+        let mut position: FxHashMap<Vec<u32>, usize> = FxHashMap::default();
         for (seq, bias) in entries {
             if seq.is_empty() {
-                return Err(Error::param(format!("`{name}` contains an empty token sequence")));
+                continue; // transformers accepts an empty sequence and never applies it
             }
             if bias.is_nan() || bias == f32::INFINITY {
                 return Err(Error::param(format!(
                     "`{name}` biases must be finite or -inf, but one is {bias}"
                 )));
             }
-            match uniq.iter_mut().find(|(s, _)| *s == seq) {
-                Some(e) => e.1 = bias,
-                None => uniq.push((seq, bias)),
+            match position.get(&seq) {
+                Some(&i) => uniq[i].1 = bias,
+                None => {
+                    position.insert(seq.clone(), uniq.len());
+                    uniq.push((seq, bias));
+                }
             }
         }
         let max_id = uniq.iter().flat_map(|(s, _)| s.iter().copied()).max().unwrap_or(0);
         let mut single = Vec::new();
         let mut groups: Vec<Vec<(Vec<u32>, u32, f32)>> = Vec::new();
-        for (seq, bias) in uniq {
-            if seq.len() == 1 {
-                single.push((seq[0], bias));
+        let mut group_of: FxHashMap<usize, usize> = FxHashMap::default(); // prefix length -> group
+        for (mut seq, bias) in uniq {
+            let Some(last) = seq.pop() else { continue };
+            if seq.is_empty() {
+                single.push((last, bias));
             } else {
-                let (last, prefix) = seq.split_last().unwrap();
-                match groups.iter_mut().find(|g| g[0].0.len() == prefix.len()) {
-                    Some(g) => g.push((prefix.to_vec(), *last, bias)),
-                    None => groups.push(vec![(prefix.to_vec(), *last, bias)]),
-                }
+                let g = *group_of.entry(seq.len()).or_insert_with(|| {
+                    groups.push(Vec::new());
+                    groups.len() - 1
+                });
+                groups[g].push((seq, last, bias));
             }
         }
         Ok(SequenceBias { single, groups, max_id })
@@ -136,6 +145,44 @@ impl SequenceBias {
     }
 }
 
+/// What a processor does to a row (the pipeline plans each call from it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Changes a few scores in place (penalties, bans, biases, length rules): each write can be logged
+    /// and undone.
+    PointUpdate,
+    /// Divides every score by a positive number (temperature): order-preserving, so it can stay pending
+    /// until a value is needed.
+    Scale,
+    /// Keeps a subset of the tokens, the others get `filter_value` (the warpers).
+    Selective,
+}
+
+/// What a processor reads besides the scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reads {
+    /// Nothing: `input_ids` may be absent (transformers' warpers accept `input_ids=None`).
+    Scores,
+    /// The history length only.
+    Length,
+    /// The token ids of the history (the pipeline keeps per-row state for it).
+    History,
+}
+
+/// [`Processor::class`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Class {
+    pub effect: Effect,
+    pub reads: Reads,
+}
+
+/// Bounds on the finite scores of a row: each lies in `lo ..= hi` (`lo > hi`: none is finite).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Range {
+    pub lo: f64,
+    pub hi: f64,
+}
+
 /// One logits processor (see the transformers class named on each variant).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Processor {
@@ -166,16 +213,55 @@ pub enum Processor {
     SequenceBias(SequenceBias),
     /// `{token: bias}` added to the scores (OpenAI `logit_bias`).
     LogitBias(Vec<(u32, f32)>),
-    /// `MinLengthLogitsProcessor`: EOS banned while the history is shorter than `min_length`.
+    /// `MinLengthLogitsProcessor`: EOS banned while the history is shorter than `min_length`. Like
+    /// transformers (`torch.isin` over the vocabulary), ids outside the vocabulary match nothing.
     MinLength { min_length: usize, eos: Vec<u32> },
     /// `MinNewTokensLengthLogitsProcessor`.
     MinNewTokens { prompt_len: usize, min_new: usize, eos: Vec<u32> },
     /// `SuppressTokensLogitsProcessor`.
     SuppressTokens(Vec<u32>),
-    /// `SuppressTokensAtBeginLogitsProcessor`: applies when the history length equals `begin`.
-    SuppressTokensAtBegin { tokens: Vec<u32>, begin: usize },
-    /// `ExponentialDecayLengthPenalty`; `start` already includes the prompt length.
-    ExponentialDecay { start: i64, factor: f64, eos: Vec<u32> },
+    /// `SuppressTokensAtBeginLogitsProcessor`: applies when the history length equals `begin` (`None`: a
+    /// negative index, never).
+    SuppressTokensAtBegin { tokens: Vec<u32>, begin: Option<usize> },
+    /// `ExponentialDecayLengthPenalty`; `start` already includes the prompt length (a float, as
+    /// transformers keeps it).
+    ExponentialDecay { start: f64, factor: f64, eos: Vec<u32> },
+}
+
+/// The smallest and largest positive normal float32: a divisor or factor outside them turns ordinary
+/// float32 scores into 0, `+inf` or `-inf`.
+const F32_NORMAL: (f32, f32) = (f32::MIN_POSITIVE, f32::MAX);
+
+/// A positive parameter that scales float32 scores (temperature, penalty): checked as a float64, applied as
+/// a float32, so it has to be a normal float32.
+fn as_normal_f32(name: &str, v: f64) -> Result<f32> {
+    let x = v as f32;
+    if !x.is_normal() {
+        return Err(Error::param(format!(
+            "`{name}` (={v}) is outside the float32 range the scores are computed in: it has to be in \
+             [{:e}, {:e}]",
+            F32_NORMAL.0, F32_NORMAL.1
+        )));
+    }
+    Ok(x)
+}
+
+/// A bias added to float32 scores: finite (or `-inf`, a ban) and within the float32 range.
+fn as_bias_f32(name: &str, token: u32, b: f64) -> Result<f32> {
+    if b.is_nan() || b == f64::INFINITY {
+        return Err(Error::param(format!(
+            "`{name}` biases must be finite or -inf, but the one of token {token} is {b}"
+        )));
+    }
+    let x = b as f32;
+    if b.is_finite() && x.is_infinite() {
+        return Err(Error::param(format!(
+            "`{name}`: the bias of token {token} (={b}) is outside the float32 range the scores are computed \
+             in: |bias| has to be at most {:e} (or -inf, a ban)",
+            f32::MAX
+        )));
+    }
+    Ok(x)
 }
 
 fn check_filter(filter: f32) -> Result<f32> {
@@ -204,24 +290,22 @@ fn token_ids(ids: &[i64], name: &str) -> Result<Vec<u32>> {
         .collect()
 }
 
-/// EOS ids, deduplicated (they are only ever used as a set).
+/// A set of token ids matched against the vocabulary, as transformers' `torch.isin(arange(V), ids)`:
+/// ids outside the vocabulary (negative, or `>= V` at call time) match nothing. Deduplicated.
+fn token_set(ids: &[i64]) -> Vec<u32> {
+    let mut seen = rustc_hash::FxHashSet::default();
+    ids.iter().filter_map(|&t| u32::try_from(t).ok()).filter(|&t| seen.insert(t)).collect()
+}
+
+/// EOS ids that index the scores (`ExponentialDecayLengthPenalty`): non-negative, deduplicated.
 fn eos_ids(eos: &[i64]) -> Result<Vec<u32>> {
-    if eos.is_empty() {
-        return Err(Error::param("`eos_token_id` must hold at least one token id"));
-    }
-    let mut ids = token_ids(eos, "eos_token_id")?;
-    let mut seen = Vec::with_capacity(ids.len());
-    ids.retain(|t| {
-        let new = !seen.contains(t);
-        seen.push(*t);
-        new
-    });
-    Ok(ids)
+    let ids = token_ids(eos, "eos_token_id")?;
+    Ok(token_set(&ids.iter().map(|&t| t as i64).collect::<Vec<_>>()))
 }
 
 impl Processor {
     pub fn temperature(t: PerRow<f64>) -> Result<Self> {
-        Ok(Processor::Temperature(t.try_map(|t| {
+        Ok(Processor::Temperature(t.try_map("temperature", |t| {
             if !t.is_finite() || t <= 0.0 {
                 let mut msg = format!(
                     "`temperature` (={t}) has to be a strictly positive float, otherwise your next token scores will be invalid."
@@ -231,7 +315,7 @@ impl Processor {
                 }
                 return Err(Error::param(msg));
             }
-            Ok(t as f32)
+            as_normal_f32("temperature", t)
         })?))
     }
 
@@ -239,7 +323,7 @@ impl Processor {
     pub fn top_k(k: PerRow<i64>, filter: f32, min_keep: i64) -> Result<Self> {
         let min_keep = min_keep.max(0) as usize;
         Ok(Processor::TopK {
-            k: k.try_map(|k| {
+            k: k.try_map("top_k", |k| {
                 if k <= 0 {
                     return Err(Error::param(format!(
                         "`top_k` has to be a strictly positive integer, but is {k}"
@@ -253,7 +337,7 @@ impl Processor {
 
     pub fn top_p(p: PerRow<f64>, filter: f32, min_keep: i64) -> Result<Self> {
         Ok(Processor::TopP {
-            p: p.try_map(|p| {
+            p: p.try_map("top_p", |p| {
                 if !(0.0..=1.0).contains(&p) {
                     return Err(Error::param(format!("`top_p` has to be a float > 0 and < 1, but is {p}")));
                 }
@@ -266,7 +350,7 @@ impl Processor {
 
     pub fn min_p(p: PerRow<f64>, filter: f32, min_keep: i64) -> Result<Self> {
         Ok(Processor::MinP {
-            p: p.try_map(|p| {
+            p: p.try_map("min_p", |p| {
                 if !(0.0..=1.0).contains(&p) {
                     return Err(Error::param(format!(
                         "`min_p` has to be a float in the [0, 1] interval, but is {p}"
@@ -304,15 +388,15 @@ impl Processor {
 
     pub fn repetition_penalty(penalty: PerRow<f64>, ignore: PerRow<i64>) -> Result<Self> {
         Ok(Processor::RepetitionPenalty {
-            penalty: penalty.try_map(|p| {
+            penalty: penalty.try_map("penalty", |p| {
                 if !p.is_finite() || p <= 0.0 {
                     return Err(Error::param(format!(
                         "`penalty` has to be a strictly positive float, but is {p}"
                     )));
                 }
-                Ok(p as f32)
+                as_normal_f32("penalty", p)
             })?,
-            ignore: ignore.try_map(|n| {
+            ignore: ignore.try_map("prompt_ignore_length", |n| {
                 usize::try_from(n).map_err(|_| {
                     Error::param(format!("`prompt_ignore_length` has to be a positive integer, but is {n}"))
                 })
@@ -351,9 +435,18 @@ impl Processor {
 
     /// `entries`: `(token sequence, bias)` in dict order.
     pub fn sequence_bias(entries: Vec<(Vec<i64>, f64)>) -> Result<Self> {
+        if entries.is_empty() {
+            return Err(Error::param(
+                "`sequence_bias` has to be a non-empty dictionary, or non-empty list of lists but is {}.",
+            ));
+        }
         let entries = entries
             .into_iter()
-            .map(|(s, b)| Ok((token_ids(&s, "sequence_bias")?, b as f32)))
+            .map(|(s, b)| {
+                let s = token_ids(&s, "sequence_bias")?;
+                let b = as_bias_f32("sequence_bias", *s.last().unwrap_or(&0), b)?;
+                Ok((s, b))
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Processor::SequenceBias(SequenceBias::new(entries, "sequence_bias")?))
     }
@@ -363,7 +456,8 @@ impl Processor {
         if bad_words_ids.is_empty() {
             return Err(Error::param("`bad_words_ids` has to be a non-empty list, but is []"));
         }
-        let eos = eos.map(|e| token_ids(&e, "eos_token_id")).transpose()?.unwrap_or_default();
+        // Any id may be given as EOS (a negative one matches no entry).
+        let eos = eos.map(|e| token_set(&e)).unwrap_or_default();
         let mut entries = Vec::new();
         for w in bad_words_ids {
             let w = token_ids(&w, "bad_words_ids")?;
@@ -371,27 +465,23 @@ impl Processor {
                 entries.push((w, NEG_INF));
             }
         }
-        if entries.is_empty() {
-            // transformers builds an empty bias dict here, which its validation rejects.
-            return Err(Error::param(
-                "`sequence_bias` has to be a non-empty dictionary, or non-empty list of lists but is {}.",
-            ));
-        }
+        // Every entry an EOS singleton: transformers 5.23 accepts it and bans nothing (its validation looks
+        // at `bad_words_ids` before the EOS entries are dropped).
         Ok(Processor::SequenceBias(SequenceBias::new(entries, "bad_words_ids")?))
     }
 
     pub fn logit_bias(bias: Vec<(i64, f64)>) -> Result<Self> {
         let mut out: Vec<(u32, f32)> = Vec::with_capacity(bias.len());
+        let mut position: FxHashMap<u32, usize> = FxHashMap::default();
         for (t, b) in bias {
             let t = token_ids(&[t], "logit_bias")?[0];
-            if b.is_nan() || b == f64::INFINITY {
-                return Err(Error::param(format!(
-                    "`logit_bias` values must be finite or -inf, but one is {b}"
-                )));
-            }
-            match out.iter_mut().find(|e| e.0 == t) {
-                Some(e) => e.1 = b as f32,
-                None => out.push((t, b as f32)),
+            let b = as_bias_f32("logit_bias", t, b)?;
+            match position.get(&t) {
+                Some(&i) => out[i].1 = b,
+                None => {
+                    position.insert(t, out.len());
+                    out.push((t, b));
+                }
             }
         }
         Ok(Processor::LogitBias(out))
@@ -403,7 +493,7 @@ impl Processor {
                 "`min_length` has to be a non-negative integer, but is {min_length}"
             )));
         }
-        Ok(Processor::MinLength { min_length: min_length as usize, eos: eos_ids(eos)? })
+        Ok(Processor::MinLength { min_length: min_length as usize, eos: token_set(eos) })
     }
 
     pub fn min_new_tokens(prompt_len: i64, min_new: i64, eos: &[i64]) -> Result<Self> {
@@ -415,24 +505,29 @@ impl Processor {
         Ok(Processor::MinNewTokens {
             prompt_len: prompt_len as usize,
             min_new: min_new as usize,
-            eos: eos_ids(eos)?,
+            eos: token_set(eos),
         })
     }
 
+    /// transformers validates nothing here: ids outside the vocabulary suppress nothing.
     pub fn suppress_tokens(tokens: &[i64]) -> Result<Self> {
-        Ok(Processor::SuppressTokens(token_ids(tokens, "suppress_tokens")?))
+        Ok(Processor::SuppressTokens(token_set(tokens)))
     }
 
+    /// A negative `begin` never matches a history length (transformers compares without validating).
     pub fn suppress_tokens_at_begin(tokens: &[i64], begin: i64) -> Result<Self> {
-        let begin = usize::try_from(begin).map_err(|_| {
-            Error::param(format!("`begin_index` has to be a non-negative integer, but is {begin}"))
-        })?;
-        Ok(Processor::SuppressTokensAtBegin { tokens: token_ids(tokens, "begin_suppress_tokens")?, begin })
+        Ok(Processor::SuppressTokensAtBegin { tokens: token_set(tokens), begin: usize::try_from(begin).ok() })
     }
 
     /// `start` and `factor` are transformers' `exponential_decay_length_penalty` tuple; `prompt_len` is
-    /// its `input_ids_seq_length`.
-    pub fn exponential_decay(start: i64, factor: f64, eos: &[i64], prompt_len: i64) -> Result<Self> {
+    /// its `input_ids_seq_length`. Both may be fractional, as in transformers (the exponent then is).
+    pub fn exponential_decay(start: f64, factor: f64, eos: &[i64], prompt_len: f64) -> Result<Self> {
+        if !start.is_finite() || !prompt_len.is_finite() {
+            return Err(Error::param(format!(
+                "`exponential_decay_length_penalty` start ({start}) and `input_ids_seq_length` ({prompt_len}) \
+                 have to be finite numbers"
+            )));
+        }
         if !factor.is_finite() {
             return Err(Error::param(format!(
                 "`exponential_decay_length_penalty` factor has to be a finite float, but is {factor}"
@@ -443,38 +538,140 @@ impl Processor {
                 "`eos_token_id` has to be a list of positive integers, but is {eos:?}"
             )));
         }
-        Ok(Processor::ExponentialDecay {
-            start: start.saturating_add(prompt_len),
-            factor,
-            eos: eos_ids(eos)?,
-        })
+        Ok(Processor::ExponentialDecay { start: start + prompt_len, factor, eos: eos_ids(eos)? })
+    }
+
+    /// What the processor does and reads, spelled out for every processor (no default arm: a new
+    /// processor must say where it belongs).
+    pub fn class(&self) -> Class {
+        use Effect::{PointUpdate, Scale, Selective};
+        use Reads::{History, Length, Scores};
+        let (effect, reads) = match self {
+            Processor::Temperature(_) => (Scale, Scores),
+            Processor::TopK { .. }
+            | Processor::TopP { .. }
+            | Processor::MinP { .. }
+            | Processor::Typical { .. }
+            | Processor::Epsilon { .. }
+            | Processor::Eta { .. } => (Selective, Scores),
+            Processor::RepetitionPenalty { .. }
+            | Processor::PresencePenalty { .. }
+            | Processor::FrequencyPenalty { .. }
+            | Processor::NoRepeatNGram { .. }
+            | Processor::SequenceBias(_) => (PointUpdate, History),
+            Processor::LogitBias(_) | Processor::SuppressTokens(_) => (PointUpdate, Scores),
+            Processor::MinLength { .. }
+            | Processor::MinNewTokens { .. }
+            | Processor::SuppressTokensAtBegin { .. }
+            | Processor::ExponentialDecay { .. } => (PointUpdate, Length),
+        };
+        Class { effect, reads }
     }
 
     /// Whether the processor only changes a few scores in place (penalties, bans, biases, length rules):
     /// such updates can be undone, so they may run before a row is validated.
     pub fn is_point_update(&self) -> bool {
-        !matches!(
-            self,
-            Processor::Temperature(_)
-                | Processor::TopK { .. }
-                | Processor::TopP { .. }
-                | Processor::MinP { .. }
-                | Processor::Typical { .. }
-                | Processor::Epsilon { .. }
-                | Processor::Eta { .. }
-        )
+        self.class().effect == Effect::PointUpdate
     }
 
     /// Whether the processor reads token ids (beyond the history length).
     pub fn uses_history(&self) -> bool {
-        matches!(
-            self,
-            Processor::RepetitionPenalty { .. }
-                | Processor::PresencePenalty { .. }
-                | Processor::FrequencyPenalty { .. }
-                | Processor::NoRepeatNGram { .. }
-                | Processor::SequenceBias(_)
-        )
+        self.class().reads == Reads::History
+    }
+
+    /// Whether the processor reads `input_ids` at all (its ids or its length).
+    pub fn reads_input_ids(&self) -> bool {
+        self.class().reads != Reads::Scores
+    }
+
+    /// The transformers class this processor implements (for messages).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Processor::Temperature(_) => "TemperatureLogitsWarper",
+            Processor::TopK { .. } => "TopKLogitsWarper",
+            Processor::TopP { .. } => "TopPLogitsWarper",
+            Processor::MinP { .. } => "MinPLogitsWarper",
+            Processor::Typical { .. } => "TypicalLogitsWarper",
+            Processor::Epsilon { .. } => "EpsilonLogitsWarper",
+            Processor::Eta { .. } => "EtaLogitsWarper",
+            Processor::RepetitionPenalty { .. } => "RepetitionPenaltyLogitsProcessor",
+            Processor::PresencePenalty { .. } => "PresencePenaltyLogitsProcessor",
+            Processor::FrequencyPenalty { .. } => "FrequencyPenaltyLogitsProcessor",
+            Processor::NoRepeatNGram { .. } => "NoRepeatNGramLogitsProcessor",
+            Processor::SequenceBias(_) => "SequenceBiasLogitsProcessor",
+            Processor::LogitBias(_) => "LogitBiasLogitsProcessor",
+            Processor::MinLength { .. } => "MinLengthLogitsProcessor",
+            Processor::MinNewTokens { .. } => "MinNewTokensLengthLogitsProcessor",
+            Processor::SuppressTokens(_) => "SuppressTokensLogitsProcessor",
+            Processor::SuppressTokensAtBegin { .. } => "SuppressTokensAtBeginLogitsProcessor",
+            Processor::ExponentialDecay { .. } => "ExponentialDecayLengthPenalty",
+        }
+    }
+
+    /// Where the finite scores of row `row` (history length `len`) can lie after this processor, given
+    /// where they lay before: a bound, used to prove that a call cannot overflow float32 before anything
+    /// is written (the pipeline takes a checked path when it cannot prove it).
+    pub fn range_after(&self, r: Range, row: usize, len: usize) -> Range {
+        let with_filter = |r: Range, f: f32| {
+            if f == NEG_INF {
+                r
+            } else {
+                Range { lo: r.lo.min(f as f64), hi: r.hi.max(f as f64) }
+            }
+        };
+        match self {
+            Processor::Temperature(t) => {
+                let t = t.get(row) as f64;
+                Range { lo: r.lo / t, hi: r.hi / t }
+            }
+            Processor::TopK { filter, .. }
+            | Processor::TopP { filter, .. }
+            | Processor::MinP { filter, .. }
+            | Processor::Typical { filter, .. }
+            | Processor::Epsilon { filter, .. }
+            | Processor::Eta { filter, .. } => with_filter(r, *filter),
+            Processor::RepetitionPenalty { penalty, .. } => {
+                // s < 0 ? s * p : s / p is increasing in s.
+                let p = penalty.get(row) as f64;
+                let f = |s: f64| if s < 0.0 { s * p } else { s / p };
+                Range { lo: r.lo.min(f(r.lo)), hi: r.hi.max(f(r.hi)) }
+            }
+            Processor::PresencePenalty { penalty, .. } => {
+                let p = *penalty as f64;
+                Range { lo: r.lo.min(r.lo - p), hi: r.hi.max(r.hi - p) }
+            }
+            Processor::FrequencyPenalty { penalty, .. } => {
+                let d = *penalty as f64 * len as f64; // a count is at most the history length
+                Range { lo: r.lo.min(r.lo - d), hi: r.hi.max(r.hi - d) }
+            }
+            Processor::SequenceBias(sb) => {
+                // A token can get several biases: their sums bound what it gets.
+                let biases = sb.single.iter().map(|e| e.1).chain(sb.groups.iter().flatten().map(|e| e.2));
+                let (neg, pos) = biases
+                    .filter(|b| b.is_finite())
+                    .fold((0.0f64, 0.0f64), |(n, p), b| (n + (b as f64).min(0.0), p + (b as f64).max(0.0)));
+                Range { lo: r.lo + neg, hi: r.hi + pos }
+            }
+            Processor::LogitBias(b) => {
+                let finite = b.iter().map(|e| e.1 as f64).filter(|b| b.is_finite());
+                let (neg, pos) = finite.fold((0.0f64, 0.0f64), |(n, p), b| (n.min(b), p.max(b)));
+                Range { lo: r.lo + neg, hi: r.hi + pos }
+            }
+            Processor::NoRepeatNGram { .. }
+            | Processor::MinLength { .. }
+            | Processor::MinNewTokens { .. }
+            | Processor::SuppressTokens(_)
+            | Processor::SuppressTokensAtBegin { .. } => r,
+            Processor::ExponentialDecay { start, factor, .. } => {
+                let len = len as f64;
+                if len <= *start || r.lo > r.hi {
+                    return r;
+                }
+                let scale = factor.powf(len - *start) - 1.0;
+                let m = r.lo.abs().max(r.hi.abs()) * (1.0 + scale.abs());
+                Range { lo: r.lo.min(-m), hi: r.hi.max(m) }
+            }
+        }
     }
 
     /// A fresh per-row state for processors that keep one.
@@ -520,14 +717,19 @@ impl Processor {
                 Ok(())
             }
             Processor::LogitBias(b) => in_vocab("logit_bias", b.iter().map(|e| e.0), vocab),
-            Processor::MinLength { eos, .. }
-            | Processor::MinNewTokens { eos, .. }
-            | Processor::ExponentialDecay { eos, .. } => in_vocab("eos_token_id", eos.iter().copied(), vocab),
-            Processor::SuppressTokens(t) => in_vocab("suppress_tokens", t.iter().copied(), vocab),
-            Processor::SuppressTokensAtBegin { tokens, .. } => {
-                in_vocab("begin_suppress_tokens", tokens.iter().copied(), vocab)
-            }
-            _ => Ok(()),
+            Processor::ExponentialDecay { eos, .. } => in_vocab("eos_token_id", eos.iter().copied(), vocab),
+            // Token sets matched against the vocabulary (ids outside it match nothing), and processors
+            // with nothing that depends on the call.
+            Processor::MinLength { .. }
+            | Processor::MinNewTokens { .. }
+            | Processor::SuppressTokens(_)
+            | Processor::SuppressTokensAtBegin { .. }
+            | Processor::Typical { .. }
+            | Processor::Epsilon { .. }
+            | Processor::Eta { .. }
+            | Processor::PresencePenalty { .. }
+            | Processor::FrequencyPenalty { .. }
+            | Processor::NoRepeatNGram { .. } => Ok(()),
         }
     }
 
@@ -608,15 +810,15 @@ impl Processor {
                 }
             }
             Processor::SuppressTokensAtBegin { tokens, begin } => {
-                if len == *begin {
+                if Some(len) == *begin {
                     ban(row, tokens);
                 }
             }
             Processor::ExponentialDecay { start, factor, eos } => {
-                let len = len as i64;
+                let len = len as f64;
                 if len > *start {
                     // transformers: pow(factor, idx) - 1 in double, then a float32 tensor times it.
-                    let scale = (factor.powf((len - *start) as f64) - 1.0) as f32;
+                    let scale = (factor.powf(len - *start) - 1.0) as f32;
                     let mut v = row.points();
                     for &t in eos {
                         let s = v.get(t);
@@ -639,9 +841,11 @@ fn in_vocab(name: &str, mut ids: impl Iterator<Item = u32>, vocab: usize) -> Res
     }
 }
 
+/// Bans `tokens` (a set matched against the vocabulary: ids beyond it are skipped).
 fn ban(row: &mut Row, tokens: &[u32]) {
     let mut v = row.points();
-    for &t in tokens {
+    let vocab = v.len();
+    for &t in tokens.iter().filter(|&&t| (t as usize) < vocab) {
         v.set(t, NEG_INF);
     }
 }

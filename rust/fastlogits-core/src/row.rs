@@ -28,6 +28,9 @@ const NEG_INF: f32 = f32::NEG_INFINITY;
 /// Candidates examined by top-p's fast path before it falls back to the mass histogram.
 const TOP_P_FAST: usize = 512;
 
+/// Below this `1 - top_p`, top-p sums the removed mass from the bottom ([`Row::top_p_tail`]).
+const TOP_P_TAIL: f64 = 1e-5;
+
 /// Memory reused by one thread from row to row.
 #[derive(Default)]
 pub struct Scratch {
@@ -81,18 +84,50 @@ pub struct Row<'a> {
     undo: Option<&'a mut Vec<(u32, f32)>>,
     /// A top-k mask decided before the row was validated, applied when processing resumes.
     deferred_mask: Option<f32>,
-    /// A point update overwrote a NaN / `+inf` before the row was validated.
-    overwrote_invalid: bool,
+    /// What the logged point updates met and made (see [`PointFlags`]).
+    flags: PointFlags,
+    /// After the validating top-k read: the raw finite scores left lie in `raw_range.0 ..= raw_range.1`
+    /// (`-inf` as the low end: not known).
+    raw_range: (f32, f32),
+}
+
+/// What logged point updates saw while the row was not yet validated.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PointFlags {
+    /// An update overwrote a NaN / `+inf` of the input (it must still be reported).
+    pub overwrote_invalid: bool,
+    /// An update produced a NaN / `+inf` (a float32 overflow: not the input's fault).
+    pub created_invalid: bool,
+}
+
+/// The verdict of [`Row::top_k_validating`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Validation {
+    #[default]
+    Valid,
+    /// The input holds NaN / `+inf`.
+    InvalidInput,
+    /// A point update overflowed: the call has to be redone on the checked path.
+    Overflow,
 }
 
 /// Point updates of a row's logical values (penalties, bans, biases). While the row has not been
 /// validated, every write logs the old value so that [`undo`] can restore the buffer.
 pub struct Points<'r> {
     buf: &'r mut [f32],
-    undo: Option<(&'r mut Vec<(u32, f32)>, &'r mut bool)>,
+    undo: Option<(&'r mut Vec<(u32, f32)>, &'r mut PointFlags)>,
 }
 
 impl Points<'_> {
+    /// The vocabulary size.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
     #[inline]
     pub fn get(&self, i: u32) -> f32 {
         self.buf[i as usize]
@@ -100,11 +135,12 @@ impl Points<'_> {
 
     #[inline]
     pub fn set(&mut self, i: u32, v: f32) {
-        if let Some((log, overwrote_invalid)) = &mut self.undo {
+        if let Some((log, flags)) = &mut self.undo {
             let old = self.buf[i as usize];
             log.push((i, old));
             // The row is validated later: a NaN / +inf replaced here must still count.
-            **overwrote_invalid |= old.is_nan() || old == f32::INFINITY;
+            flags.overwrote_invalid |= old.is_nan() || old == f32::INFINITY;
+            flags.created_invalid |= v.is_nan() || v == f32::INFINITY;
         }
         self.buf[i as usize] = v;
     }
@@ -141,7 +177,8 @@ impl<'a> Row<'a> {
             s,
             undo: None,
             deferred_mask: None,
-            overwrote_invalid: false,
+            flags: PointFlags::default(),
+            raw_range: (NEG_INF, NEG_INF),
         }
     }
 
@@ -230,7 +267,7 @@ impl<'a> Row<'a> {
     pub fn points_and_scratch(&mut self) -> (Points<'_>, &mut Scratch) {
         self.finish();
         let undo = match &mut self.undo {
-            Some(log) => Some((&mut **log, &mut self.overwrote_invalid)),
+            Some(log) => Some((&mut **log, &mut self.flags)),
             None => None,
         };
         (Points { buf: self.buf, undo }, self.s)
@@ -281,13 +318,33 @@ impl<'a> Row<'a> {
     /// [`Row::top_k`] (with `-inf` filter) as the first full read of a row not yet validated: the same
     /// read checks for NaN / `+inf` (false: the row is invalid, nothing was decided) and the buffer is
     /// not written (a dense mask is deferred to [`Row::resume`]).
-    pub fn top_k_validating(&mut self, k: usize) -> bool {
-        self.top_k_impl(k, NEG_INF, true) && !self.overwrote_invalid
+    ///
+    /// Also records where the raw scores left lie ([`Row::raw_range`]) and, through the result, whether a
+    /// point update overflowed.
+    pub fn top_k_validating(&mut self, k: usize) -> Validation {
+        if self.flags.created_invalid {
+            return Validation::Overflow;
+        }
+        if !self.top_k_impl(k, NEG_INF, true) || self.flags.overwrote_invalid {
+            return Validation::InvalidInput;
+        }
+        Validation::Valid
+    }
+
+    /// After [`Row::top_k_validating`]: the finite raw scores left (before any pending temperature) lie in
+    /// `lo ..= hi`; `lo` is `-inf` when not known, `hi` is `-inf` when the row is all `-inf`.
+    pub fn raw_range(&self) -> (f32, f32) {
+        self.raw_range
     }
 
     fn top_k_impl(&mut self, k: usize, filter: f32, validating: bool) -> bool {
         if k >= self.vocab() {
-            return !validating || !crate::kernels::scan_row(self.buf).invalid;
+            if !validating {
+                return true;
+            }
+            let scan = crate::kernels::scan_row(self.buf);
+            self.raw_range = (NEG_INF, scan.max);
+            return !scan.invalid;
         }
         if filter != NEG_INF {
             self.finish();
@@ -304,6 +361,12 @@ impl<'a> Row<'a> {
         let (kth_raw, invalid) = top_candidates_ext(self.buf, k, t.is_some(), validating, &mut self.s.kept);
         if invalid {
             return false;
+        }
+        if validating {
+            let max = self.s.kept.iter().fold(NEG_INF, |m, c| m.max(c.1));
+            // With a pending temperature, values a few ulps under kth_raw can tie with it after dividing.
+            let lo = if kth_raw == NEG_INF { NEG_INF } else { lowered(lowered(kth_raw)) };
+            self.raw_range = (lo, max);
         }
         if kth_raw == NEG_INF {
             // Fewer than k finite values: transformers' threshold is -inf and nothing is removed.
@@ -341,7 +404,11 @@ impl<'a> Row<'a> {
     /// `< top_p` (with `1 - top_p` rounded to f32 as torch compares it), and the `min_keep` most likely
     /// tokens always are. Ties with the crossing token are kept.
     pub fn top_p(&mut self, p: f64, filter: f32, min_keep: usize) {
-        let frac = 1.0 - ((1.0 - p) as f32) as f64;
+        let rem = (1.0 - p) as f32;
+        if (rem as f64) < TOP_P_TAIL {
+            return self.top_p_tail(rem as f64, filter, min_keep);
+        }
+        let frac = 1.0 - rem as f64;
         if filter != NEG_INF {
             self.finish();
         }
@@ -413,6 +480,101 @@ impl<'a> Row<'a> {
         self.keep_at_least_raw(thr, filter);
     }
 
+    /// [`Row::top_p`] when `rem = 1 - top_p` is small (`top_p = 1` included). transformers removes the
+    /// least likely tokens whose float32 probabilities, summed from the bottom, stay `<= rem` (for
+    /// `top_p = 1`: those whose float32 probability is 0, and the `-inf` ones, which then take `filter`).
+    /// Summed from the top, the mass left below the boundary drowns in the rounding of the total, so this
+    /// sums from the bottom, over the candidates with probability `<= rem` only, by halving selection.
+    fn top_p_tail(&mut self, rem: f64, filter: f32, min_keep: usize) {
+        if filter != NEG_INF {
+            self.finish();
+        }
+        let v = self.vocab();
+        let s = &mut *self.s;
+        s.items.clear();
+        // (max, 1 / T, total mass): probabilities are exp((x - max) / T) / total.
+        let (max, inv_t, total) = if self.sparse {
+            let max = s.kept.iter().fold(NEG_INF, |m, c| m.max(c.1));
+            (max, 1.0f64, s.kept.iter().map(|c| ((c.1 - max) as f64).exp()).sum::<f64>())
+        } else {
+            let range = crate::kernels::scan_row_range(self.buf);
+            let inv_t = 1.0 / self.pending_t.unwrap_or(1.0) as f64;
+            if range.max == NEG_INF {
+                return; // all -inf: transformers' softmax is NaN and nothing is removed
+            }
+            if rem == 0.0 && filter == NEG_INF && (range.max as f64 - range.min as f64) * inv_t < 87.0 {
+                return; // no float32 probability underflows (each is >= e^-87 / V): nothing is removed
+            }
+            s.e.resize(v, 0.0);
+            (range.max, inv_t, exp_into(self.buf, range.max, inv_t as f32, &mut s.e))
+        };
+        if max == NEG_INF {
+            return;
+        }
+        // Candidates: probability <= rem (or below float32's smallest, 2^-149, for rem = 0), with a margin.
+        let cut = (rem.max(1.4e-45) * total).ln() + 0.7;
+        // torch's float32 softmax: exp(x / T - max / T) rounded to float32 (subnormals included), times the
+        // float32 reciprocal of the sum; this decides which tiny probabilities are exactly 0.
+        let t = self.pending_t.filter(|_| !self.sparse).unwrap_or(1.0);
+        let (max_t, inv_sum) = (max / t, (1.0 / total) as f32);
+        let prob = |x: f32| (((x / t - max_t) as f64).exp() as f32) * inv_sum;
+        let values: Box<dyn Iterator<Item = f32> + '_> = if self.sparse {
+            Box::new(s.kept.iter().map(|c| c.1))
+        } else {
+            Box::new(self.buf.iter().copied())
+        };
+        for x in values {
+            if x > NEG_INF && (x as f64 - max as f64) * inv_t <= cut {
+                s.items.push(MassItem { key: x, e: prob(x) });
+            }
+        }
+        // The first score kept, walking up: the cumulative probability exceeds rem there.
+        let boundary = if rem == 0.0 {
+            s.items.iter().filter(|it| it.e > 0.0).map(|it| it.key).min_by(f32::total_cmp)
+        } else {
+            boundary_by_mass(&mut s.items, 0.0, 0, rem.next_up(), 1)
+        };
+        // No boundary among the candidates: all of them are removed, the smallest other score is kept.
+        let cands_max = s.items.iter().map(|it| it.key).max_by(f32::total_cmp);
+        let above =
+            |xs: &mut dyn Iterator<Item = f32>, m: f32| xs.filter(|&x| x > m).fold(f32::INFINITY, f32::min);
+        let mut thr = match (boundary, cands_max) {
+            (Some(b), _) => b,
+            (None, Some(m)) => {
+                let a = if self.sparse {
+                    above(&mut s.kept.iter().map(|c| c.1), m)
+                } else {
+                    above(&mut self.buf.iter().copied(), m)
+                };
+                if a == f32::INFINITY {
+                    m
+                } else {
+                    a
+                }
+            }
+            (None, None) => -f32::MAX,
+        };
+        if self.sparse {
+            let kept = &mut self.s.kept;
+            let k = min_keep.min(kept.len());
+            if k > 0 && kept.iter().filter(|c| c.1 >= thr).count() < k {
+                thr = thr.min(kth_largest(kept, k));
+            }
+            kept.retain(|c| c.1 >= thr);
+            return;
+        }
+        let finite = count_at_least(self.buf, -f32::MAX);
+        if count_at_least(self.buf, thr) < min_keep.min(v) {
+            if finite < min_keep && filter != NEG_INF {
+                thr = NEG_INF; // the -inf tokens among the kept stay -inf (see `top_p`)
+            } else {
+                let kth = top_candidates(self.buf, min_keep.min(finite.max(1)), false, &mut self.s.cands);
+                thr = thr.min(kth);
+            }
+        }
+        self.keep_at_least_raw(thr, filter);
+    }
+
     /// transformers `MinPLogitsWarper`: removes `prob < min_p * max_prob`, i.e. logits more than
     /// `-ln(min_p)` below the maximum, then re-keeps the `min_keep` most likely tokens.
     pub fn min_p(&mut self, min_p: f64, filter: f32, min_keep: usize) {
@@ -424,8 +586,8 @@ impl<'a> Row<'a> {
             let kept = &mut self.s.kept;
             let vmax = kept.iter().fold(NEG_INF, |m, c| m.max(c.1));
             let mut thr = (vmax as f64 + ln) as f32;
-            if min_keep > 1 && kept.iter().filter(|c| c.1 >= thr).count() < min_keep {
-                let k = min_keep.min(kept.len());
+            let k = min_keep.min(kept.len());
+            if k > 1 && kept.iter().filter(|c| c.1 >= thr).count() < k {
                 thr = thr.min(kth_largest(kept, k));
             }
             kept.retain(|c| c.1 >= thr);
@@ -437,7 +599,7 @@ impl<'a> Row<'a> {
         }
         let mut thr = (max as f64 + ln * self.t() as f64) as f32;
         if min_keep > 1 && count_at_least(self.buf, thr) < min_keep {
-            let kth = top_candidates(self.buf, min_keep, false, &mut self.s.cands);
+            let kth = top_candidates(self.buf, min_keep.min(self.vocab()), false, &mut self.s.cands);
             thr = thr.min(kth);
         }
         self.keep_at_least_raw(thr, filter);

@@ -120,7 +120,7 @@ fn scan_top(row: &[f32], k: usize, slack: bool, start: f32, check: bool, out: &m
     out.clear();
     let low = |t: f32| if slack { lowered(t) } else { t };
     let mut cut = finite_cut(low(start));
-    let mut cap = (8 * k).max(512);
+    let mut cap = k.saturating_mul(8).max(512);
     let mut bad = false;
     for (ci, chunk) in row.chunks(CHUNK).enumerate() {
         let (m, b) = ge_mask_checked(chunk, cut, check);
@@ -173,7 +173,7 @@ fn sample_cut(row: &[f32], k: usize) -> f32 {
     const BLOCKS: usize = 16;
     const S: usize = BLOCKS * CHUNK;
     let n = row.len();
-    if n < 16 * S || 64 * k > n {
+    if n < 16 * S || k > n / 64 {
         return f32::NEG_INFINITY;
     }
     let j = (3 * k * S).div_ceil(n).max(6);

@@ -4,13 +4,23 @@ use fastlogits_core::beam::{BeamConfig, BeamSearch as CoreBeamSearch, EarlyStopp
 use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyString};
+use std::sync::Mutex;
 
-use crate::{argument_error, borrow_f32_2d, dtype_name, map_err, type_error};
+use crate::{argument_error, borrow_f32_2d, dtype_name, map_err, type_error, usable};
 
 /// Beam search state of `batch_size` entries x `num_beams` beams (transformers' `_beam_search`).
-#[pyclass(module = "fastlogits._native", name = "BeamSearch")]
+///
+/// Shared by several threads, calls are served one at a time (the search is one sequence of steps).
+#[pyclass(module = "fastlogits._native", name = "BeamSearch", frozen)]
 pub(crate) struct PyBeamSearch {
-    inner: CoreBeamSearch,
+    inner: Mutex<CoreBeamSearch>,
+}
+
+impl PyBeamSearch {
+    /// Runs `f` on the search, waiting (GIL released) while another thread uses it.
+    fn with<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut CoreBeamSearch) -> R + Send) -> R {
+        py.detach(|| f(&mut self.inner.lock().unwrap_or_else(|e| e.into_inner())))
+    }
 }
 
 fn early_stopping(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<EarlyStopping> {
@@ -36,10 +46,10 @@ fn borrow_prompt<'py>(py: Python<'py>, prompt: &Bound<'py, PyAny>) -> PyResult<P
             ),
         )
     })?;
-    if !arr.is_c_contiguous() {
-        return Err(argument_error(py, "`prompt` must be C-contiguous"));
+    if !usable(arr) {
+        return Err(argument_error(py, "`prompt` must be C-contiguous and aligned"));
     }
-    Ok(arr.readonly())
+    arr.try_readonly().map_err(|e| argument_error(py, format!("`prompt` cannot be read: {e}")))
 }
 
 fn borrow_log_probs<'py>(
@@ -106,44 +116,44 @@ impl PyBeamSearch {
         };
         let ids = p.as_slice().map_err(|e| argument_error(py, e.to_string()))?;
         let inner = CoreBeamSearch::new(cfg, ids, len).map_err(|e| map_err(py, e))?;
-        Ok(PyBeamSearch { inner })
+        Ok(PyBeamSearch { inner: Mutex::new(inner) })
     }
 
     /// One decoding step. `log_probs`: float32 (batch_size * num_beams, V), C-contiguous, the
     /// log-softmax of the logits after the processors. Returns (next_tokens, beam_idx, done).
-    fn step<'py>(&mut self, py: Python<'py>, log_probs: &Bound<'py, PyAny>) -> PyResult<StepResult<'py>> {
+    fn step<'py>(&self, py: Python<'py>, log_probs: &Bound<'py, PyAny>) -> PyResult<StepResult<'py>> {
         let lp = borrow_log_probs(py, log_probs)?;
         let (rows, v) = (lp.shape()[0], lp.shape()[1]);
-        if rows != self.inner.rows() {
-            return Err(argument_error(
-                py,
-                format!(
-                    "`log_probs` has {rows} rows but the beam search has batch_size * num_beams = {} rows",
-                    self.inner.rows()
-                ),
-            ));
-        }
         let buf = lp.as_slice().map_err(|e| argument_error(py, e.to_string()))?;
-        let inner = &mut self.inner;
-        let out = py.detach(|| inner.step(buf, v)).map_err(|e| map_err(py, e))?;
+        let out = self.with(py, |inner| {
+            if rows != inner.rows() {
+                return Err(fastlogits_core::Error::shape(format!(
+                    "`log_probs` has {rows} rows but the beam search has batch_size * num_beams = {} rows",
+                    inner.rows()
+                )));
+            }
+            inner.step(buf, v)
+        });
+        let out = out.map_err(|e| map_err(py, e))?;
         Ok((PyArray1::from_vec(py, out.next_tokens), PyArray1::from_vec(py, out.beam_idx), out.done))
     }
 
     /// The running sequences, int64 (batch_size * num_beams, cur_len): the processors' input_ids.
     fn running_sequences<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<i64>>> {
-        let (rows, len) = (self.inner.rows(), self.inner.cur_len());
-        PyArray1::from_slice(py, self.inner.running_sequences()).reshape([rows, len])
+        let (seqs, rows, len) =
+            self.with(py, |inner| (inner.running_sequences().to_vec(), inner.rows(), inner.cur_len()));
+        PyArray1::from_vec(py, seqs).reshape([rows, len])
     }
 
     /// The running beams' accumulated scores, float32 (batch_size * num_beams,).
     fn running_scores<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f32>> {
-        PyArray1::from_slice(py, self.inner.running_scores())
+        PyArray1::from_vec(py, self.with(py, |inner| inner.running_scores().to_vec()))
     }
 
     /// (sequences int64 (B * num_return_sequences, L), sequences_scores float32 (B * n,),
     /// beam_indices int64 (B * n, generated), -1 padded), as `generate` returns them.
     fn finalize<'py>(&self, py: Python<'py>) -> PyResult<FinalResult<'py>> {
-        let f = py.detach(|| self.inner.finalize());
+        let f = self.with(py, |inner| inner.finalize());
         Ok((
             PyArray1::from_vec(py, f.sequences).reshape([f.rows, f.seq_len])?,
             PyArray1::from_vec(py, f.sequences_scores),
@@ -152,29 +162,31 @@ impl PyBeamSearch {
     }
 
     /// Length of the running sequences (prompt included).
-    fn cur_len(&self) -> usize {
-        self.inner.cur_len()
+    fn cur_len(&self, py: Python<'_>) -> usize {
+        self.with(py, |inner| inner.cur_len())
     }
 
     /// True once a step has ended the search.
-    fn is_done(&self) -> bool {
-        self.inner.is_done()
+    fn is_done(&self, py: Python<'_>) -> bool {
+        self.with(py, |inner| inner.is_done())
     }
 
     /// Per batch entry: its finished hypotheses can no longer change.
-    fn entries_done(&self) -> Vec<bool> {
-        self.inner.entries_done()
+    fn entries_done(&self, py: Python<'_>) -> Vec<bool> {
+        self.with(py, |inner| inner.entries_done())
     }
 
-    fn __repr__(&self) -> String {
-        let c = self.inner.config();
-        format!(
-            "BeamSearch(batch_size={}, num_beams={}, cur_len={}, max_length={}, done={})",
-            c.batch_size,
-            c.num_beams,
-            self.inner.cur_len(),
-            c.max_length,
-            self.inner.is_done()
-        )
+    fn __repr__(&self, py: Python<'_>) -> String {
+        self.with(py, |inner| {
+            let c = inner.config();
+            format!(
+                "BeamSearch(batch_size={}, num_beams={}, cur_len={}, max_length={}, done={})",
+                c.batch_size,
+                c.num_beams,
+                inner.cur_len(),
+                c.max_length,
+                inner.is_done()
+            )
+        })
     }
 }

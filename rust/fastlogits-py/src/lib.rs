@@ -10,11 +10,14 @@
 mod beam;
 
 use fastlogits_core::{self as core, PerRow, Pipeline as CorePipeline, Processor as CoreProcessor};
-use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyReadwriteArray2, PyUntypedArrayMethods};
+use numpy::{
+    PyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyReadwriteArray2, PyUntypedArrayMethods,
+};
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyTuple, PyType};
+use pyo3::types::{PyDict, PyInt, PyTuple, PyType};
+use std::sync::{Mutex, TryLockError};
 
 static BASE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static ARGUMENT_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
@@ -57,6 +60,12 @@ pub(crate) fn dtype_name(a: &Bound<'_, PyAny>) -> String {
         .unwrap_or_else(|_| a.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into()))
 }
 
+/// Whether the core can take the array as a slice: C-contiguous, and aligned for its element type
+/// (a view at an odd byte offset is not; the Python layer converts such arrays).
+pub(crate) fn usable<T: numpy::Element, D: numpy::ndarray::Dimension>(a: &Bound<'_, PyArray<T, D>>) -> bool {
+    a.is_c_contiguous() && (a.data() as usize) % std::mem::align_of::<T>() == 0
+}
+
 /// Borrows `obj` (the argument `name`) as a C-contiguous 2-D float32 array of the given `shape`.
 pub(crate) fn borrow_f32_2d<'py>(
     py: Python<'py>,
@@ -70,8 +79,8 @@ pub(crate) fn borrow_f32_2d<'py>(
             format!("`{name}` must be a 2-D float32 numpy array of shape {shape}, got {}", dtype_name(obj)),
         )
     })?;
-    if !arr.is_c_contiguous() {
-        return Err(argument_error(py, format!("`{name}` must be C-contiguous")));
+    if !usable(arr) {
+        return Err(argument_error(py, format!("`{name}` must be C-contiguous and aligned")));
     }
     arr.try_readonly().map_err(|e| argument_error(py, format!("`{name}` cannot be read: {e}")))
 }
@@ -104,7 +113,7 @@ fn accept_scores_rw<'py>(
     let Ok(arr) = scores.cast::<PyArray2<f32>>() else {
         return Ok(None);
     };
-    if !arr.is_c_contiguous() {
+    if !usable(arr) {
         return Ok(None);
     }
     match arr.try_readwrite() {
@@ -116,7 +125,7 @@ fn accept_scores_rw<'py>(
 
 fn accept_scores_ro<'py>(scores: &Bound<'py, PyAny>) -> Option<PyReadonlyArray2<'py, f32>> {
     let arr = scores.cast::<PyArray2<f32>>().ok()?;
-    if !arr.is_c_contiguous() {
+    if !usable(arr) {
         return None;
     }
     arr.try_readonly().ok()
@@ -125,27 +134,75 @@ fn accept_scores_ro<'py>(scores: &Bound<'py, PyAny>) -> Option<PyReadonlyArray2<
 /// `input_ids` borrowed if it is a C-contiguous 2-D int64 / int32 array, else `None` (converted in Python).
 fn accept_ids<'py>(ids: &Bound<'py, PyAny>) -> Option<Ids<'py>> {
     if let Ok(a) = ids.cast::<PyArray2<i64>>() {
-        return a.is_c_contiguous().then(|| Ids::I64(a.readonly()));
+        return if usable(a) { a.try_readonly().ok().map(Ids::I64) } else { None };
     }
     if let Ok(a) = ids.cast::<PyArray2<i32>>() {
-        return a.is_c_contiguous().then(|| Ids::I32(a.readonly()));
+        return if usable(a) { a.try_readonly().ok().map(Ids::I32) } else { None };
     }
     None
 }
 
 /// A float (or int) for every row, or one per row.
-fn per_row_f64(v: &Bound<'_, PyAny>) -> PyResult<PerRow<f64>> {
+fn per_row_f64(py: Python<'_>, v: &Bound<'_, PyAny>, name: &str) -> PyResult<PerRow<f64>> {
     if let Ok(x) = v.extract::<f64>() {
         return Ok(PerRow::All(x));
     }
-    Ok(PerRow::Rows(v.extract::<Vec<f64>>()?))
+    match v.extract::<Vec<f64>>() {
+        Ok(rows) => Ok(PerRow::Rows(rows)),
+        Err(_) => Err(type_error(
+            py,
+            format!("`{name}` has to be a float or a list of floats (one per row), but is {}", shown(v)),
+        )),
+    }
 }
 
-fn per_row_i64(v: &Bound<'_, PyAny>) -> PyResult<PerRow<i64>> {
-    if let Ok(x) = v.extract::<i64>() {
+fn per_row_count(py: Python<'_>, v: &Bound<'_, PyAny>, name: &str) -> PyResult<PerRow<i64>> {
+    if let Ok(x) = count(py, v, name) {
         return Ok(PerRow::All(x));
     }
-    Ok(PerRow::Rows(v.extract::<Vec<i64>>()?))
+    let Ok(items) = v.try_iter() else {
+        return Err(type_error(
+            py,
+            format!("`{name}` has to be an int or a list of ints (one per row), but is {}", shown(v)),
+        ));
+    };
+    Ok(PerRow::Rows(items.map(|x| count(py, &x?, name)).collect::<PyResult<_>>()?))
+}
+
+/// `repr(v)`, for messages.
+fn shown(v: &Bound<'_, PyAny>) -> String {
+    v.repr().map(|s| s.to_string()).unwrap_or_else(|_| "?".into())
+}
+
+/// An integer count or length. Python ints beyond the i64 range saturate: such a count means "all of
+/// them" (`top_k`, `min_tokens_to_keep`, `ngram_size`, lengths...), exactly as transformers treats an
+/// unbounded Python int, and a huge negative one is rejected by the range check that follows.
+fn count(py: Python<'_>, v: &Bound<'_, PyAny>, name: &str) -> PyResult<i64> {
+    if let Ok(x) = v.extract::<i64>() {
+        return Ok(x);
+    }
+    if v.is_instance_of::<PyInt>() {
+        return Ok(if v.lt(0)? { i64::MIN } else { i64::MAX });
+    }
+    Err(type_error(py, format!("`{name}` has to be an int, but is {}", shown(v))))
+}
+
+/// A list of token ids (range-checked by the core); ids beyond the i64 range are reported here.
+fn token_list(py: Python<'_>, v: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<i64>> {
+    let items = v.try_iter().map_err(|_| {
+        type_error(py, format!("`{name}` has to be a list of token ids, but is {}", shown(v)))
+    })?;
+    items
+        .map(|x| {
+            let x = x?;
+            x.extract::<i64>().map_err(|_| {
+                argument_error(
+                    py,
+                    format!("`{name}` has to hold token ids in [0, 2**32), but holds {}", shown(&x)),
+                )
+            })
+        })
+        .collect()
 }
 
 /// One configured logits processor (opaque); build with the static constructors, combine in a
@@ -164,7 +221,7 @@ fn wrap(py: Python<'_>, r: core::Result<CoreProcessor>) -> PyResult<PyProcessor>
 impl PyProcessor {
     #[staticmethod]
     fn temperature(py: Python<'_>, temperature: &Bound<'_, PyAny>) -> PyResult<Self> {
-        wrap(py, CoreProcessor::temperature(per_row_f64(temperature)?))
+        wrap(py, CoreProcessor::temperature(per_row_f64(py, temperature, "temperature")?))
     }
 
     #[staticmethod]
@@ -172,9 +229,11 @@ impl PyProcessor {
         py: Python<'_>,
         top_k: &Bound<'_, PyAny>,
         filter_value: f32,
-        min_tokens_to_keep: i64,
+        min_tokens_to_keep: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
-        wrap(py, CoreProcessor::top_k(per_row_i64(top_k)?, filter_value, min_tokens_to_keep))
+        let k = per_row_count(py, top_k, "top_k")?;
+        let m = count(py, min_tokens_to_keep, "min_tokens_to_keep")?;
+        wrap(py, CoreProcessor::top_k(k, filter_value, m))
     }
 
     #[staticmethod]
@@ -182,9 +241,11 @@ impl PyProcessor {
         py: Python<'_>,
         top_p: &Bound<'_, PyAny>,
         filter_value: f32,
-        min_tokens_to_keep: i64,
+        min_tokens_to_keep: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
-        wrap(py, CoreProcessor::top_p(per_row_f64(top_p)?, filter_value, min_tokens_to_keep))
+        let p = per_row_f64(py, top_p, "top_p")?;
+        let m = count(py, min_tokens_to_keep, "min_tokens_to_keep")?;
+        wrap(py, CoreProcessor::top_p(p, filter_value, m))
     }
 
     #[staticmethod]
@@ -192,24 +253,44 @@ impl PyProcessor {
         py: Python<'_>,
         min_p: &Bound<'_, PyAny>,
         filter_value: f32,
-        min_tokens_to_keep: i64,
+        min_tokens_to_keep: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
-        wrap(py, CoreProcessor::min_p(per_row_f64(min_p)?, filter_value, min_tokens_to_keep))
+        let p = per_row_f64(py, min_p, "min_p")?;
+        let m = count(py, min_tokens_to_keep, "min_tokens_to_keep")?;
+        wrap(py, CoreProcessor::min_p(p, filter_value, m))
     }
 
     #[staticmethod]
-    fn typical(py: Python<'_>, mass: f64, filter_value: f32, min_tokens_to_keep: i64) -> PyResult<Self> {
-        wrap(py, CoreProcessor::typical(mass, filter_value, min_tokens_to_keep))
+    fn typical(
+        py: Python<'_>,
+        mass: f64,
+        filter_value: f32,
+        min_tokens_to_keep: &Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
+        let m = count(py, min_tokens_to_keep, "min_tokens_to_keep")?;
+        wrap(py, CoreProcessor::typical(mass, filter_value, m))
     }
 
     #[staticmethod]
-    fn epsilon(py: Python<'_>, epsilon: f64, filter_value: f32, min_tokens_to_keep: i64) -> PyResult<Self> {
-        wrap(py, CoreProcessor::epsilon(epsilon, filter_value, min_tokens_to_keep))
+    fn epsilon(
+        py: Python<'_>,
+        epsilon: f64,
+        filter_value: f32,
+        min_tokens_to_keep: &Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
+        let m = count(py, min_tokens_to_keep, "min_tokens_to_keep")?;
+        wrap(py, CoreProcessor::epsilon(epsilon, filter_value, m))
     }
 
     #[staticmethod]
-    fn eta(py: Python<'_>, epsilon: f64, filter_value: f32, min_tokens_to_keep: i64) -> PyResult<Self> {
-        wrap(py, CoreProcessor::eta(epsilon, filter_value, min_tokens_to_keep))
+    fn eta(
+        py: Python<'_>,
+        epsilon: f64,
+        filter_value: f32,
+        min_tokens_to_keep: &Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
+        let m = count(py, min_tokens_to_keep, "min_tokens_to_keep")?;
+        wrap(py, CoreProcessor::eta(epsilon, filter_value, m))
     }
 
     #[staticmethod]
@@ -218,26 +299,37 @@ impl PyProcessor {
         penalty: &Bound<'_, PyAny>,
         prompt_ignore_length: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
-        wrap(py, CoreProcessor::repetition_penalty(per_row_f64(penalty)?, per_row_i64(prompt_ignore_length)?))
+        let p = per_row_f64(py, penalty, "penalty")?;
+        let ignore = per_row_count(py, prompt_ignore_length, "prompt_ignore_length")?;
+        wrap(py, CoreProcessor::repetition_penalty(p, ignore))
     }
 
     #[staticmethod]
-    fn presence_penalty(py: Python<'_>, penalty: f64, prompt_length: i64) -> PyResult<Self> {
-        wrap(py, CoreProcessor::presence_penalty(penalty, prompt_length))
+    fn presence_penalty(py: Python<'_>, penalty: f64, prompt_length: &Bound<'_, PyAny>) -> PyResult<Self> {
+        wrap(py, CoreProcessor::presence_penalty(penalty, count(py, prompt_length, "prompt_length")?))
     }
 
     #[staticmethod]
-    fn frequency_penalty(py: Python<'_>, penalty: f64, prompt_length: i64) -> PyResult<Self> {
-        wrap(py, CoreProcessor::frequency_penalty(penalty, prompt_length))
+    fn frequency_penalty(py: Python<'_>, penalty: f64, prompt_length: &Bound<'_, PyAny>) -> PyResult<Self> {
+        wrap(py, CoreProcessor::frequency_penalty(penalty, count(py, prompt_length, "prompt_length")?))
     }
 
     #[staticmethod]
-    fn no_repeat_ngram(py: Python<'_>, ngram_size: i64) -> PyResult<Self> {
-        wrap(py, CoreProcessor::no_repeat_ngram(ngram_size))
+    fn no_repeat_ngram(py: Python<'_>, ngram_size: &Bound<'_, PyAny>) -> PyResult<Self> {
+        wrap(py, CoreProcessor::no_repeat_ngram(count(py, ngram_size, "ngram_size")?))
     }
 
+    /// `entries`: `[(token ids, bias), ...]` in dict order.
     #[staticmethod]
-    fn sequence_bias(py: Python<'_>, entries: Vec<(Vec<i64>, f64)>) -> PyResult<Self> {
+    fn sequence_bias(py: Python<'_>, entries: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let bad = || type_error(py, "`sequence_bias` has to be a list of (token ids, float) pairs");
+        let items = entries.try_iter().map_err(|_| bad())?;
+        let entries = items
+            .map(|e| {
+                let (ids, bias): (Bound<'_, PyAny>, f64) = e?.extract().map_err(|_| bad())?;
+                Ok((token_list(py, &ids, "sequence_bias")?, bias))
+            })
+            .collect::<PyResult<Vec<_>>>()?;
         wrap(py, CoreProcessor::sequence_bias(entries))
     }
 
@@ -245,55 +337,93 @@ impl PyProcessor {
     #[pyo3(signature = (bad_words_ids, eos_token_id=None))]
     fn bad_words(
         py: Python<'_>,
-        bad_words_ids: Vec<Vec<i64>>,
-        eos_token_id: Option<Vec<i64>>,
+        bad_words_ids: &Bound<'_, PyAny>,
+        eos_token_id: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        wrap(py, CoreProcessor::bad_words(bad_words_ids, eos_token_id))
+        let items = bad_words_ids
+            .try_iter()
+            .map_err(|_| type_error(py, "`bad_words_ids` has to be a list of lists of token ids"))?;
+        let words = items.map(|w| token_list(py, &w?, "bad_words_ids")).collect::<PyResult<Vec<_>>>()?;
+        let eos = eos_token_id.map(|e| token_list(py, e, "eos_token_id")).transpose()?;
+        wrap(py, CoreProcessor::bad_words(words, eos))
+    }
+
+    /// `bias`: `[(token id, bias), ...]`.
+    #[staticmethod]
+    fn logit_bias(py: Python<'_>, bias: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let bad = || type_error(py, "`logit_bias` has to be a dict {token_id: float}");
+        let items = bias.try_iter().map_err(|_| bad())?;
+        let pairs = items
+            .map(|e| {
+                let (t, b): (Bound<'_, PyAny>, f64) = e?.extract().map_err(|_| bad())?;
+                let t = token_list(py, PyTuple::new(py, [t])?.as_any(), "logit_bias")?[0];
+                Ok((t, b))
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        wrap(py, CoreProcessor::logit_bias(pairs))
     }
 
     #[staticmethod]
-    fn logit_bias(py: Python<'_>, bias: Vec<(i64, f64)>) -> PyResult<Self> {
-        wrap(py, CoreProcessor::logit_bias(bias))
-    }
-
-    #[staticmethod]
-    fn min_length(py: Python<'_>, min_length: i64, eos_token_id: Vec<i64>) -> PyResult<Self> {
-        wrap(py, CoreProcessor::min_length(min_length, &eos_token_id))
+    fn min_length(
+        py: Python<'_>,
+        min_length: &Bound<'_, PyAny>,
+        eos_token_id: &Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
+        let eos = token_list(py, eos_token_id, "eos_token_id")?;
+        wrap(py, CoreProcessor::min_length(count(py, min_length, "min_length")?, &eos))
     }
 
     #[staticmethod]
     fn min_new_tokens(
         py: Python<'_>,
-        prompt_length_to_skip: i64,
-        min_new_tokens: i64,
-        eos_token_id: Vec<i64>,
+        prompt_length_to_skip: &Bound<'_, PyAny>,
+        min_new_tokens: &Bound<'_, PyAny>,
+        eos_token_id: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
-        wrap(py, CoreProcessor::min_new_tokens(prompt_length_to_skip, min_new_tokens, &eos_token_id))
+        let skip = count(py, prompt_length_to_skip, "prompt_length_to_skip")?;
+        let n = count(py, min_new_tokens, "min_new_tokens")?;
+        let eos = token_list(py, eos_token_id, "eos_token_id")?;
+        wrap(py, CoreProcessor::min_new_tokens(skip, n, &eos))
     }
 
     #[staticmethod]
-    fn suppress_tokens(py: Python<'_>, suppress_tokens: Vec<i64>) -> PyResult<Self> {
-        wrap(py, CoreProcessor::suppress_tokens(&suppress_tokens))
+    fn suppress_tokens(py: Python<'_>, suppress_tokens: &Bound<'_, PyAny>) -> PyResult<Self> {
+        wrap(py, CoreProcessor::suppress_tokens(&token_list(py, suppress_tokens, "suppress_tokens")?))
     }
 
     #[staticmethod]
     fn suppress_tokens_at_begin(
         py: Python<'_>,
-        begin_suppress_tokens: Vec<i64>,
-        begin_index: i64,
+        begin_suppress_tokens: &Bound<'_, PyAny>,
+        begin_index: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
-        wrap(py, CoreProcessor::suppress_tokens_at_begin(&begin_suppress_tokens, begin_index))
+        let tokens = token_list(py, begin_suppress_tokens, "begin_suppress_tokens")?;
+        wrap(py, CoreProcessor::suppress_tokens_at_begin(&tokens, count(py, begin_index, "begin_index")?))
     }
 
+    /// `start` and `input_ids_seq_length` may be fractional (transformers adds and subtracts them as is).
     #[staticmethod]
     fn exponential_decay(
         py: Python<'_>,
-        start: i64,
+        start: f64,
         factor: f64,
-        eos_token_id: Vec<i64>,
-        input_ids_seq_length: i64,
+        eos_token_id: &Bound<'_, PyAny>,
+        input_ids_seq_length: f64,
     ) -> PyResult<Self> {
-        wrap(py, CoreProcessor::exponential_decay(start, factor, &eos_token_id, input_ids_seq_length))
+        let eos = token_list(py, eos_token_id, "eos_token_id")?;
+        wrap(py, CoreProcessor::exponential_decay(start, factor, &eos, input_ids_seq_length))
+    }
+
+    /// Whether the processor reads `input_ids` (the ids or their length); those that do not accept None.
+    #[getter]
+    fn reads_input_ids(&self) -> bool {
+        self.inner.reads_input_ids()
+    }
+
+    /// The transformers class this processor implements.
+    #[getter]
+    fn name(&self) -> &'static str {
+        self.inner.name()
     }
 
     fn __repr__(&self) -> String {
@@ -332,16 +462,39 @@ fn with_inputs(
 
 /// Processors applied in order, in one call, in place, rows in parallel, with per-row history state
 /// kept between calls.
-#[pyclass(module = "fastlogits._native", name = "Pipeline")]
+///
+/// Shared by several Python threads: a call never fails because another one is running. A chain without
+/// history state runs concurrent calls in parallel (a call that finds the pipeline busy works with
+/// scratch state of its own); a chain with history state (penalties, n-gram ban, sequence bias) serves
+/// concurrent callers one at a time, waiting with the GIL released, so that its state follows one
+/// sequence of calls.
+#[pyclass(module = "fastlogits._native", name = "Pipeline", frozen)]
 struct PyPipeline {
-    inner: CorePipeline,
+    procs: Vec<CoreProcessor>,
+    inner: Mutex<CorePipeline>,
+    stateful: bool,
+}
+
+impl PyPipeline {
+    /// Runs `f` on the pipeline (GIL released), or, for a stateless chain that another thread is using, on
+    /// a fresh one.
+    fn with<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut CorePipeline) -> R + Send) -> R {
+        py.detach(|| match self.inner.try_lock() {
+            Ok(mut p) => f(&mut p),
+            Err(TryLockError::Poisoned(e)) => f(&mut e.into_inner()),
+            Err(TryLockError::WouldBlock) if !self.stateful => f(&mut CorePipeline::new(self.procs.clone())),
+            Err(TryLockError::WouldBlock) => f(&mut self.inner.lock().unwrap_or_else(|e| e.into_inner())),
+        })
+    }
 }
 
 #[pymethods]
 impl PyPipeline {
     #[new]
     fn new(processors: Vec<PyProcessor>) -> Self {
-        PyPipeline { inner: CorePipeline::new(processors.into_iter().map(|p| p.inner).collect()) }
+        let procs: Vec<CoreProcessor> = processors.into_iter().map(|p| p.inner).collect();
+        let stateful = procs.iter().any(CoreProcessor::uses_history);
+        PyPipeline { inner: Mutex::new(CorePipeline::new(procs.clone())), procs, stateful }
     }
 
     /// Applies the chain to `scores` in place given the histories `input_ids` and returns True, when
@@ -349,7 +502,7 @@ impl PyPipeline {
     /// int64/int32 array; otherwise returns False without doing anything (the caller converts). On error
     /// `scores` is unchanged.
     fn __call__(
-        &mut self,
+        &self,
         py: Python<'_>,
         input_ids: &Bound<'_, PyAny>,
         scores: &Bound<'_, PyAny>,
@@ -357,10 +510,38 @@ impl PyPipeline {
         let (Some(ids), Some(mut s)) = (accept_ids(input_ids), accept_scores_rw(py, scores)?) else {
             return Ok(false);
         };
-        let inner = &mut self.inner;
         with_inputs(py, &ids, &mut s, |ids, l, buf, v| match ids {
-            IdsRef::I64(ids) => py.detach(|| inner.apply(ids, l, buf, v)),
-            IdsRef::I32(ids) => py.detach(|| inner.apply(ids, l, buf, v)),
+            IdsRef::I64(ids) => self.with(py, |p| p.apply(ids, l, buf, v)),
+            IdsRef::I32(ids) => self.with(py, |p| p.apply(ids, l, buf, v)),
+        })?;
+        Ok(true)
+    }
+
+    /// `out` receives the chain applied to `scores`, which is left unchanged (transformers' processors
+    /// return a new tensor). `scores`: C-contiguous (B, V) float32; `out`: a writable C-contiguous float32
+    /// array of the same shape; returns False without doing anything when the arrays need converting.
+    fn apply_into(
+        &self,
+        py: Python<'_>,
+        input_ids: &Bound<'_, PyAny>,
+        scores: &Bound<'_, PyAny>,
+        out: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
+        let (Some(ids), Some(src), Some(mut dst)) =
+            (accept_ids(input_ids), accept_scores_ro(scores), accept_scores_rw(py, out)?)
+        else {
+            return Ok(false);
+        };
+        if src.shape() != dst.shape() {
+            return Err(argument_error(
+                py,
+                format!("`out` has shape {:?} but `scores` has {:?}", dst.shape(), src.shape()),
+            ));
+        }
+        let src = src.as_slice().map_err(|e| argument_error(py, e.to_string()))?;
+        with_inputs(py, &ids, &mut dst, |ids, l, buf, v| match ids {
+            IdsRef::I64(ids) => self.with(py, |p| p.apply_from(ids, l, src, buf, v)),
+            IdsRef::I32(ids) => self.with(py, |p| p.apply_from(ids, l, src, buf, v)),
         })?;
         Ok(true)
     }
@@ -372,7 +553,7 @@ impl PyPipeline {
     /// unspecified (a small kept set is then not written out at all).
     #[pyo3(signature = (input_ids, scores, seed, step, write_scores = true))]
     fn sample<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         input_ids: &Bound<'py, PyAny>,
         scores: &Bound<'py, PyAny>,
@@ -384,41 +565,57 @@ impl PyPipeline {
             return Ok(None);
         };
         let mut out = vec![0i64; s.shape()[0]];
-        let inner = &mut self.inner;
         let o = &mut out;
         with_inputs(py, &ids, &mut s, |ids, l, buf, v| match ids {
             IdsRef::I64(ids) => {
-                py.detach(|| inner.apply_and_sample(ids, l, buf, v, seed, step, o, write_scores))
+                self.with(py, |p| p.apply_and_sample(ids, l, buf, v, seed, step, o, write_scores))
             }
             IdsRef::I32(ids) => {
-                py.detach(|| inner.apply_and_sample(ids, l, buf, v, seed, step, o, write_scores))
+                self.with(py, |p| p.apply_and_sample(ids, l, buf, v, seed, step, o, write_scores))
             }
         })?;
         Ok(Some(PyArray1::from_vec(py, out)))
     }
 
     /// Forgets the per-row histories (the next call rebuilds them).
-    fn reset(&mut self) {
-        self.inner.reset();
+    fn reset(&self, py: Python<'_>) {
+        py.detach(|| self.inner.lock().unwrap_or_else(|e| e.into_inner()).reset());
     }
 
     /// After a beam step: row i continues the history of row `indices[i]`.
-    fn reorder(&mut self, py: Python<'_>, indices: Vec<i64>) -> PyResult<()> {
+    fn reorder(&self, py: Python<'_>, indices: &Bound<'_, PyAny>) -> PyResult<()> {
         let idx: Vec<usize> = indices
-            .iter()
-            .map(|&i| {
-                usize::try_from(i).map_err(|_| argument_error(py, format!("reorder index {i} is negative")))
+            .try_iter()
+            .map_err(|_| {
+                type_error(py, format!("`beam_idx` has to be a list of ints, but is {}", shown(indices)))
+            })?
+            .map(|i| {
+                let i = i?;
+                i.extract::<usize>().map_err(|_| {
+                    argument_error(
+                        py,
+                        format!("`beam_idx` has to hold row indices >= 0, but holds {}", shown(&i)),
+                    )
+                })
             })
             .collect::<PyResult<_>>()?;
-        self.inner.reorder(&idx).map_err(|e| map_err(py, e))
+        py.detach(|| self.inner.lock().unwrap_or_else(|e| e.into_inner()).reorder(&idx))
+            .map_err(|e| map_err(py, e))
+    }
+
+    /// Whether any processor reads `input_ids` (their ids or their length); if none does, the caller may
+    /// pass an empty (B, 0) history.
+    #[getter]
+    fn reads_input_ids(&self) -> bool {
+        self.procs.iter().any(CoreProcessor::reads_input_ids)
     }
 
     fn __len__(&self) -> usize {
-        self.inner.processors().len()
+        self.procs.len()
     }
 
     fn __repr__(&self) -> String {
-        format!("Pipeline({:?})", self.inner.processors())
+        format!("Pipeline({:?})", self.procs)
     }
 }
 
@@ -475,10 +672,15 @@ fn log_softmax<'py>(py: Python<'py>, scores: &Bound<'py, PyAny>) -> PyResult<Bou
 fn top_logprobs<'py>(
     py: Python<'py>,
     scores: &Bound<'py, PyAny>,
-    n: usize,
+    n: &Bound<'py, PyAny>,
 ) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>)> {
     let s = scores_ro(py, scores)?;
     let (b, v) = (s.shape()[0], s.shape()[1]);
+    // Checked before the (batch, n) outputs are allocated.
+    let n = match usize::try_from(count(py, n, "n")?) {
+        Ok(n) if (1..=v).contains(&n) => n,
+        _ => return Err(argument_error(py, format!("`n` has to be in [1, V = {v}], but is {}", shown(n)))),
+    };
     let buf = s.as_slice().map_err(|e| argument_error(py, e.to_string()))?;
     let mut vals = vec![0f32; b * n];
     let mut idx = vec![0i64; b * n];
@@ -488,8 +690,17 @@ fn top_logprobs<'py>(
 
 /// Sets the number of threads of batched calls (0: the default, FASTLOGITS_NUM_THREADS or the CPUs).
 #[pyfunction]
-fn set_num_threads(py: Python<'_>, n: usize) -> PyResult<()> {
+fn set_num_threads(py: Python<'_>, n: &Bound<'_, PyAny>) -> PyResult<()> {
+    let max = core::pool::MAX_THREADS;
+    let n = usize::try_from(count(py, n, "n")?)
+        .map_err(|_| argument_error(py, format!("`n` has to be in [0, {max}], but is {}", shown(n))))?;
     core::set_num_threads(n).map_err(|e| map_err(py, e))
+}
+
+/// Raises if `FASTLOGITS_NUM_THREADS` is set to something other than an integer in [0, 4096].
+#[pyfunction]
+fn check_environment(py: Python<'_>) -> PyResult<()> {
+    core::pool::threads_from_env().map(|_| ()).map_err(|e| map_err(py, e))
 }
 
 /// Number of threads used by batched calls.
@@ -535,6 +746,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(top_logprobs, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(check_environment, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

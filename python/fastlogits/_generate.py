@@ -31,6 +31,7 @@ from transformers.generation.utils import (
 from . import _native
 from ._native import InvalidArgumentError
 from .hf import NativeChain
+from .pipeline import check_generation_values
 from .sampling import _seed
 
 __all__ = ["generate", "stream"]
@@ -167,11 +168,9 @@ class _Decoding:
                 f"{_MODE_ARGS.get(mode, 'these arguments')} select {getattr(mode, 'value', mode)}, which "
                 "fastlogits.generate does not implement (supported: greedy, sampling, beam search, beam sampling)"
             )
-        # transformers silently skips these when out of range; a typo should not go unnoticed.
-        for name, lo, hi in (("top_p", 0.0, 1.0), ("typical_p", 0.0, 1.0)):
-            value = getattr(cfg, name, None)
-            if isinstance(value, (int, float)) and not lo <= value <= hi:
-                raise InvalidArgumentError(f"`{name}` has to be in [{lo}, {hi}], but is {value}")
+        # transformers silently skips out-of-range sampling settings; a typo should not go unnoticed (the
+        # rule LogitsPipeline.from_generation_config applies too).
+        check_generation_values(cfg)
         n_pos = getattr(model.config, "n_positions", None) or getattr(
             model.config, "max_position_embeddings", None
         )
