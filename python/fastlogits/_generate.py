@@ -97,6 +97,7 @@ def stream(
 
 
 def _start(model, input_ids, attention_mask, generation_config, seed, streamer, kwargs) -> _Decoding:
+    check_generation_values(kwargs)  # before transformers' own handling (again on the merged config)
     if getattr(getattr(model, "config", None), "is_encoder_decoder", False):
         raise InvalidArgumentError(
             "fastlogits.generate drives decoder-only models (GPT-2); got an encoder-decoder"

@@ -69,9 +69,7 @@ def top_logprobs(scores: Any, n: int) -> tuple[Any, Any]:
     with id ``-1`` and ``-inf``."""
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
         raise _native.InvalidArgumentError(f"`n` has to be a positive int, but is {n!r}")
-    if n < 1:
-        raise _native.InvalidArgumentError(f"`n` has to be a positive int, but is {n}")
-    values, ids = _native.top_logprobs(_read(scores), int(n))
+    values, ids = _native.top_logprobs(_read(scores), int(n))  # the range [1, V]: checked natively
     return to_like(values, scores), to_like(ids, scores)
 
 

@@ -451,6 +451,81 @@ mod tests {
     }
 
     #[test]
+    fn an_overflow_is_reported_naming_the_processor_and_leaves_the_buffer_unchanged() {
+        let temp = || Processor::temperature(PerRow::All(0.5)).unwrap();
+        let chains = vec![
+            vec![temp()],
+            vec![temp(), Processor::top_p(PerRow::All(0.9), f32::NEG_INFINITY, 1).unwrap()],
+            // the fused sampling chain: point updates, temperature, top-k
+            vec![
+                Processor::repetition_penalty(PerRow::All(1.1), PerRow::All(0)).unwrap(),
+                temp(),
+                Processor::top_k(PerRow::All(2), f32::NEG_INFINITY, 1).unwrap(),
+            ],
+        ];
+        for procs in chains {
+            let mut p = Pipeline::new(procs);
+            let ids: Vec<i64> = vec![1, 2];
+            let before = vec![1.0f32, 2.0, 3.0, f32::NEG_INFINITY, 3e38, 1.0, -5.0, 0.0];
+            let mut scores = before.clone();
+            let err = p.apply(&ids, 1, &mut scores, 4).unwrap_err().to_string();
+            assert!(err.contains("TemperatureLogitsWarper turned scores[1, 0] = 3e38 into +inf"), "{err}");
+            assert_eq!(scores, before);
+            let mut out = [0i64; 2];
+            assert!(p.apply_and_sample(&ids, 1, &mut scores, 4, 0, 0, &mut out, false).is_err());
+            assert_eq!(scores, before);
+            // Near the limit without overflowing: the checked path gives the ordinary result.
+            let mut fine = vec![1.0f32, 2.0, 3.0, 0.0, 1e38, 1.0, -5.0, 0.0];
+            p.apply(&ids, 1, &mut fine, 4).unwrap();
+            assert_eq!(fine[4], 2e38);
+        }
+    }
+
+    #[test]
+    fn apply_from_equals_apply_and_leaves_the_source() {
+        let procs = vec![
+            Processor::repetition_penalty(PerRow::All(1.5), PerRow::All(0)).unwrap(),
+            Processor::temperature(PerRow::All(0.7)).unwrap(),
+            Processor::top_k(PerRow::All(3), f32::NEG_INFINITY, 1).unwrap(),
+        ];
+        let ids: Vec<i64> = vec![0, 4, 2, 2];
+        let src: Vec<f32> = (0..16).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
+        let mut want = src.clone();
+        Pipeline::new(procs.clone()).apply(&ids, 2, &mut want, 8).unwrap();
+        let mut dst = vec![9.0f32; 16];
+        Pipeline::new(procs).apply_from(&ids, 2, &src, &mut dst, 8).unwrap();
+        assert_eq!(dst, want);
+        assert_eq!(src, (0..16).map(|i| ((i * 7) % 11) as f32 - 5.0).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn top_p_one_removes_only_tokens_whose_float32_probability_is_zero() {
+        let mut p = Pipeline::new(vec![Processor::top_p(PerRow::All(1.0), f32::NEG_INFINITY, 1).unwrap()]);
+        // e^-50 is a float32 probability, e^-120 underflows (torch's softmax gives exactly 0).
+        let mut scores = vec![0.0f32, -50.0, -120.0, f32::NEG_INFINITY, -1.0];
+        p.apply::<i64>(&[], 0, &mut scores, 5).unwrap();
+        assert_eq!(scores, vec![0.0, -50.0, f32::NEG_INFINITY, f32::NEG_INFINITY, -1.0]);
+    }
+
+    #[test]
+    fn bad_words_that_are_all_eos_ban_nothing() {
+        let mut p =
+            Pipeline::new(vec![
+                Processor::bad_words(vec![vec![2], vec![2], vec![]], Some(vec![2, -1])).unwrap()
+            ]);
+        let mut scores = vec![1.0f32, 2.0, 3.0];
+        p.apply(&[1i64], 1, &mut scores, 3).unwrap();
+        assert_eq!(scores, vec![1.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn reorder_checks_indices_before_the_first_call() {
+        let mut p = Pipeline::new(vec![Processor::no_repeat_ngram(2).unwrap()]);
+        assert!(p.reorder(&[0, 2]).unwrap_err().to_string().contains("outside [0, 2)"));
+        p.reorder(&[1, 0]).unwrap();
+    }
+
+    #[test]
     fn error_leaves_buffer_unchanged() {
         let mut p = Pipeline::new(vec![Processor::temperature(PerRow::All(2.0)).unwrap()]);
         let mut scores = vec![1.0, 2.0, 3.0, f32::NAN];
