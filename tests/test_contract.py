@@ -267,3 +267,17 @@ def test_a_shared_stateful_pipeline_serves_threads_one_at_a_time():
         return ok
 
     assert all(run_threads(4, work))
+
+
+def test_a_fused_processor_equals_the_list_with_one_copy():
+    model_list = chain(T)
+    fused = hf.FusedLogitsProcessor(chain(T))  # transformers' own instances, converted
+    assert len(fused) == len(model_list)
+    for seed in range(3):
+        ids, scores = inputs(seed)
+        before = scores.clone()
+        got = fused(ids, scores)
+        assert got.data_ptr() != scores.data_ptr() and torch.equal(scores, before)
+        assert_same(got, model_list(ids, scores.clone()))
+    with pytest.raises(fl.InvalidArgumentError, match="FusedLogitsProcessor.*MinPLogitsWarper|implements"):
+        hf.FusedLogitsProcessor([T.ForcedBOSTokenLogitsProcessor(1)])

@@ -343,3 +343,34 @@ def test_any_error_leaves_the_whole_batch_unchanged(seed, kind, fused):
     with pytest.raises(fl.InvalidArgumentError):
         pipe.sample(ids, s, seed=seed)
     np.testing.assert_array_equal(s, before)
+
+
+def test_beam_search_token_ids_beyond_int64_and_expand_shapes():
+    ids = np.zeros((1, 4), np.int64)
+    for kw in (dict(pad_token_id=2**64), dict(eos_token_id=2**64), dict(eos_token_id=[1, 2**63])):
+        with pytest.raises(fl.InvalidArgumentError, match="token id"):
+            fl.BeamSearch(ids, num_beams=2, max_new_tokens=3, **kw)
+    bs = fl.BeamSearch(ids, num_beams=3, max_new_tokens=1)
+    for bad in (torch.tensor(1), np.array(1), np.zeros((2, 4))):
+        with pytest.raises(fl.InvalidArgumentError, match="batch_size = 1"):
+            bs.expand(bad)
+    assert bs.expand(np.ones((1, 4))).shape == (3, 4)
+
+
+def test_ragged_per_row_settings_and_negative_strides_are_rejected_cleanly():
+    with pytest.raises(fl.InvalidArgumentError, match="typical_p"):
+        fl.LogitsPipeline.from_generation_config(do_sample=True, typical_p=[[1, 2], [3]])
+    chain = hf.NativeChain([fl.RepetitionPenaltyLogitsProcessor(2.0), T.InfNanRemoveLogitsProcessor()])
+    s = np.zeros((7, 1), np.float32)[:, ::-1]
+    with pytest.raises(fl.InvalidTypeError, match="scores"):
+        chain.sample(np.zeros((7, 5), np.int64), s, 1, 0, True)
+
+
+def test_drawing_from_a_row_that_is_all_neg_inf_leaves_the_scores_unchanged():
+    s = np.full((2, 6), -np.inf, np.float32)
+    s[0, 2] = 1.0
+    before = s.copy()
+    for procs in ([fl.TopPLogitsWarper(0.9)], [fl.TemperatureLogitsWarper(0.5), fl.TopKLogitsWarper(2)]):
+        with pytest.raises(fl.InvalidArgumentError, match="row 1 of scores is all -inf"):
+            fl.LogitsPipeline(procs).sample(np.zeros((2, 0), np.int64), s, seed=0)
+        np.testing.assert_array_equal(s, before)

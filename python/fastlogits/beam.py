@@ -75,11 +75,12 @@ def _id_list(name: str, x: Any) -> list[int] | None:
         return None
     if is_torch(x) or isinstance(x, np.ndarray):
         x = x.tolist()
-    if _is_int(x):
-        return [int(x)]
-    if isinstance(x, (list, tuple)) and all(_is_int(t) for t in x):
-        return [int(t) for t in x]
-    raise _native.InvalidArgumentError(f"`{name}` has to be an int or a list of ints, but is {x!r}")
+    ids = [x] if _is_int(x) else list(x) if isinstance(x, (list, tuple)) else None
+    if ids is None or not all(_is_int(t) and -(2**63) <= t < 2**63 for t in ids):
+        raise _native.InvalidArgumentError(
+            f"`{name}` has to be an int or a list of ints (token ids, within int64), but is {x!r}"
+        )
+    return [int(t) for t in ids]
 
 
 def _early_stopping(x: Any) -> bool | str:
@@ -165,8 +166,10 @@ class BeamSearch:
         if ids.shape[0] == 0:
             raise _native.InvalidArgumentError("`input_ids` has no rows: the batch must not be empty")
         eos = _id_list("eos_token_id", eos_token_id)
-        if pad_token_id is not None and not _is_int(pad_token_id):
-            raise _native.InvalidArgumentError(f"`pad_token_id` has to be an int, but is {pad_token_id!r}")
+        if pad_token_id is not None and (not _is_int(pad_token_id) or not -(2**63) <= pad_token_id < 2**63):
+            raise _native.InvalidArgumentError(
+                f"`pad_token_id` has to be an int (a token id, within int64), but is {pad_token_id!r}"
+            )
         if not isinstance(do_sample, (bool, np.bool_)):
             raise _native.InvalidArgumentError(f"`do_sample` has to be a bool, but is {do_sample!r}")
         if seed is None:
@@ -238,6 +241,11 @@ class BeamSearch:
     def expand(self, x: Any) -> Any:
         """``x`` (``(batch_size, ...)``, e.g. the attention mask) repeated to one row per beam, as
         ``generate`` expands its inputs (``repeat_interleave(num_beams, dim=0)``)."""
+        shape = tuple(x.shape) if is_torch(x) else np.shape(x)
+        if len(shape) == 0 or shape[0] != self._batch_size:
+            raise _native.InvalidArgumentError(
+                f"`x` has to have batch_size = {self._batch_size} rows, but has shape {shape}"
+            )
         if is_torch(x):
             return x.repeat_interleave(self._num_beams, dim=0)
         return np.repeat(np.asarray(x), self._num_beams, axis=0)

@@ -83,7 +83,15 @@ CHAIN = ("repetition", "no_repeat", "temperature", "top_k", "top_p")
 # The chain + draw, two ways for fastlogits: "chain" writes the processed scores back into the buffer (as
 # transformers' processors produce them); "chain_tokens" only wants the tokens (`write_scores=False`, what
 # fastlogits.generate does unless output_scores is asked for). transformers does the same work for both.
-CHAINS = {"chain": "chain + draw", "chain_tokens": "chain + draw, tokens only"}
+# Through `fastlogits.hf` (transformers' contract: a new tensor, the input unchanged): "chain_fused" is one
+# `hf.FusedLogitsProcessor` (one copy, inside the native call), "chain_hf" the five hf processors one after
+# the other (a copy each, as transformers' processors allocate one each); both then `fastlogits.sample`.
+CHAINS = {
+    "chain": "chain + draw",
+    "chain_tokens": "chain + draw, tokens only",
+    "chain_fused": "chain + draw, hf fused (new tensor)",
+    "chain_hf": "chain + draw, 5 hf processors (new tensors)",
+}
 ORDER = (*CHAINS, *PROCESSORS)
 
 
@@ -97,6 +105,8 @@ SPEEDUP_TARGETS: tuple[tuple[str, str, int, float], ...] = (
     ("chain", "typical", 64, 180.0),
     ("chain_tokens", "typical", 1, 120.0),
     ("chain_tokens", "typical", 64, 180.0),
+    ("chain_fused", "typical", 1, 100.0),
+    ("chain_fused", "typical", 64, 100.0),
     ("top_p", "typical", 1, 50.0),
     ("top_p", "flat", 1, 15.0),
 )
@@ -165,7 +175,9 @@ def full_cases() -> list[Case]:
 
 def quick_cases() -> list[Case]:
     cases = [Case("chain", f, b, HISTORY) for f in FAMILIES for b in (1, 64)]
-    cases += [Case("chain_tokens", "typical", b, HISTORY) for b in (1, 64)]
+    cases += [
+        Case(k, "typical", b, HISTORY) for k in ("chain_tokens", "chain_fused", "chain_hf") for b in (1, 64)
+    ]
     cases += [Case(k, "typical", b, HISTORY) for k in ("top_k", "top_p") for b in (1, 64)]
     cases += [Case("top_p", "flat", 1, HISTORY)]
     cases += [Case("no_repeat", "typical", 1, h) for h in (HISTORY, HISTORY_LONG)]
@@ -259,6 +271,25 @@ def _fl_factory(case: Case, seed: int) -> Callable[[], Callable[[np.ndarray, np.
     if case.key not in CHAINS:
         return lambda: proc(case.key)
     write_scores = case.key == "chain"
+    if case.key in ("chain_fused", "chain_hf"):
+        from fastlogits import hf
+
+        def make_hf() -> Callable[[np.ndarray, np.ndarray], Any]:
+            procs = [getattr(hf, PROCESSORS[k][1])(*PROCESSORS[k][2]) for k in CHAIN]
+            steps = [hf.FusedLogitsProcessor(procs)] if case.key == "chain_fused" else procs
+            step = [0]
+
+            def call(ids: np.ndarray, scores: np.ndarray) -> Any:
+                x = scores
+                for p in steps:
+                    x = p(ids, x)  # a new array each time; `scores` is left unchanged
+                tokens = fl.sample(x, seed=seed, step=step[0])
+                step[0] += 1
+                return tokens
+
+            return call
+
+        return make_hf
 
     def make() -> Callable[[np.ndarray, np.ndarray], Any]:
         pipe = fl.LogitsPipeline([proc(k) for k in CHAIN])
@@ -700,6 +731,8 @@ def run_processor_bench(
             "chain_draw_transformers": "torch.multinomial(torch.softmax(scores, -1), 1)",
             "chain_draw_fastlogits": "pipeline.sample(ids, scores, seed=seed, step=t)",
             "chain_tokens_draw_fastlogits": "pipeline.sample(ids, scores, seed=seed, step=t, write_scores=False)",
+            "chain_fused_fastlogits": "fl.sample(hf.FusedLogitsProcessor(chain)(ids, scores), ...)",
+            "chain_hf_fastlogits": "x = scores; for p in hf_chain: x = p(ids, x); fl.sample(x, ...)",
         },
         "cases": results,
         "floor": floors,
@@ -802,6 +835,9 @@ def to_markdown(results: dict[str, Any]) -> str:
         "transformers on torch tensors under `inference_mode`",
         f"- chain + draw = {', '.join(s['chain'])}, then the draw (transformers: "
         f"`{s['chain_draw_transformers']}`; fastlogits: `{s['chain_draw_fastlogits']}`)",
+        "- hf rows: the processors of `fastlogits.hf` return a new array and leave their input unchanged, "
+        f"as transformers' do (fused: `{s.get('chain_fused_fastlogits', '')}`, one copy made inside the native "
+        f"call; 5 hf processors: `{s.get('chain_hf_fastlogits', '')}`, a copy each)",
         "",
         "| processor | family | B | transformers µs | fastlogits µs | speedup × |",
         "|---|---|--:|--:|--:|--:|",

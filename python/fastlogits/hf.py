@@ -40,7 +40,7 @@ from . import _native
 from . import processors as P
 from .sampling import _seed, _step
 
-__all__ = ["NativeChain", "to_native", "decode", *P.__all__[1:]]
+__all__ = ["FusedLogitsProcessor", "NativeChain", "to_native", "decode", *P.__all__[1:]]
 
 
 def _adapter(cls: type) -> type:
@@ -116,6 +116,37 @@ def to_native(proc: Any) -> P.FastLogitsProcessor | None:
             (proc.regulation_start, proc.regulation_factor), _tolist(proc.eos_token_id), 0
         )
     return None
+
+
+class FusedLogitsProcessor(LogitsProcessor):
+    """Several processors as one ``transformers.LogitsProcessor``: ``FusedLogitsProcessor([...])(ids, scores)``
+    equals applying them one after the other, in one native call that makes the one copy transformers'
+    contract needs (a new tensor; ``scores`` is left unchanged) instead of one per processor.
+
+    ``processors``: fastlogits processors, or transformers processors fastlogits implements (converted from
+    their attributes, see :func:`to_native`); anything else raises ``InvalidArgumentError``.
+    """
+
+    def __init__(self, processors: Iterable[Any]):
+        specs = []
+        for p in processors:
+            n = to_native(p)
+            if n is None:
+                raise _native.InvalidArgumentError(
+                    f"FusedLogitsProcessor takes processors fastlogits implements, got {type(p).__name__}"
+                )
+            specs.append(n.native())
+        self._pipe = _native.Pipeline(specs)
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        return P.apply_native(self._pipe, input_ids, scores, copy=True)
+
+    def reset(self) -> None:
+        """Forgets the histories seen so far."""
+        self._pipe.reset()
+
+    def __len__(self) -> int:
+        return len(self._pipe)
 
 
 class NativeChain:
@@ -213,6 +244,7 @@ def _check_buffers(ids: Any, scores: Any) -> None:
         and scores.flags.c_contiguous
         and scores.flags.writeable
         and scores.flags.aligned
+        and min(scores.strides) >= 0  # (a size-1 axis may have any stride; torch refuses negative ones)
     ):
         raise _native.InvalidTypeError(
             "`scores` has to be a writable, C-contiguous (batch, vocab) float32 numpy array, got "
@@ -224,6 +256,7 @@ def _check_buffers(ids: Any, scores: Any) -> None:
         and ids.dtype in (np.int64, np.int32)
         and ids.flags.c_contiguous
         and ids.flags.aligned
+        and min(ids.strides) >= 0
     ):
         raise _native.InvalidTypeError(
             "`ids` has to be a C-contiguous (batch, length) int64 / int32 numpy array, got "

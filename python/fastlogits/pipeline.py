@@ -121,8 +121,11 @@ def check_generation_values(cfg: Any) -> None:
         value = _get(cfg, name)
         if value is None:
             continue
-        per_row = isinstance(value, (list, tuple, np.ndarray)) or is_torch(value)
-        values = list(value) if per_row and np.ndim(value) > 0 else [value]
+        try:
+            per_row = (isinstance(value, (list, tuple, np.ndarray)) or is_torch(value)) and np.ndim(value) > 0
+        except ValueError:  # a ragged list
+            raise InvalidArgumentError(f"`{name}` has to be {what}, but is {value!r}") from None
+        values = list(value) if per_row else [value]
         for v in values:
             try:
                 x = float(v)

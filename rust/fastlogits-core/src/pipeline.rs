@@ -170,6 +170,12 @@ impl Pipeline {
             // Validate every row before any is written; where the chain might overflow float32 (huge
             // scores, extreme parameters), take the checked path.
             let ranges = scan_ranges(src.unwrap_or(scores), vocab)?;
+            if draw.is_some() {
+                // A row that is all -inf already cannot be drawn from: say so before anything is written.
+                if let Some(r) = ranges.iter().position(|range| range.hi == f64::NEG_INFINITY) {
+                    return Err(all_neg_inf(r));
+                }
+            }
             let safe =
                 ranges.iter().enumerate().all(|(r, &range)| cannot_overflow(&self.procs, range, r, seq_len));
             if !safe {
