@@ -5,6 +5,9 @@
 //! the states; otherwise the states are rebuilt from scratch. Checking the copy is one `memcmp`-like
 //! pass over the ids, far cheaper than what it saves, and never wrong.
 
+// Sizes here come from users (parameters, shapes): arithmetic on them is checked, or bounded where noted.
+#![warn(clippy::arithmetic_side_effects)]
+
 use rustc_hash::FxHashMap;
 
 use crate::TokenId;
@@ -53,16 +56,23 @@ pub struct NGramIndex {
 const HASH_BASE: u64 = 0x9E37_79B9_7F4A_7C15;
 
 fn window_hash(w: &[u32]) -> u64 {
-    w.iter().fold(0u64, |h, &t| h.wrapping_mul(HASH_BASE).wrapping_add(t as u64 + 1))
+    w.iter().fold(0u64, |h, &t| h.wrapping_mul(HASH_BASE).wrapping_add(u64::from(t).wrapping_add(1)))
+}
+
+/// The (n-1)-gram before position `end` (`n - 1 <= end <= hist.len()`, `n >= 1`).
+#[inline]
+#[allow(clippy::arithmetic_side_effects)] // end + 1 - n: end >= n - 1 by the callers
+fn gram(hist: &[u32], end: usize, n: usize) -> &[u32] {
+    &hist[end + 1 - n..end]
 }
 
 impl NGramIndex {
     /// Records that the (n-1)-gram `hist[end + 1 - n..end]` (hash `h`) was followed by `hist[end]`.
     fn add(&mut self, hist: &[u32], n: usize, end: usize, h: u64) {
-        let prefix = &hist[end + 1 - n..end];
+        let prefix = gram(hist, end, n);
         let next = hist[end];
         let groups = self.groups.entry(h).or_default();
-        match groups.iter_mut().find(|(e, _)| &hist[*e + 1 - n..*e] == prefix) {
+        match groups.iter_mut().find(|(e, _)| gram(hist, *e, n) == prefix) {
             Some((_, followers)) => {
                 if !followers.contains(&next) {
                     followers.push(next);
@@ -74,17 +84,18 @@ impl NGramIndex {
 
     /// Indexes the n-grams ending at positions `from..hist.len()`.
     fn extend(&mut self, hist: &[u32], n: usize, from: usize) {
-        let first = from.max(n - 1);
+        let first = from.max(n.saturating_sub(1));
         if first >= hist.len() {
             return;
         }
         // Rolling hash of the window hist[end + 1 - n..end]: drop the oldest id, append the newest.
         let top = (1..n.saturating_sub(1)).fold(1u64, |p, _| p.wrapping_mul(HASH_BASE)); // HASH_BASE^(n-2)
-        let mut h = window_hash(&hist[first + 1 - n..first]);
+        let mut h = window_hash(gram(hist, first, n));
         for end in first..hist.len() {
             if end > first && n > 1 {
-                let old = hist[end - n] as u64 + 1;
-                let new = hist[end - 1] as u64 + 1;
+                #[allow(clippy::arithmetic_side_effects)] // end > first >= n - 1 and n > 1
+                let (old, new) = (hist[end - n], hist[end - 1]);
+                let (old, new) = (u64::from(old).wrapping_add(1), u64::from(new).wrapping_add(1));
                 h = h.wrapping_sub(old.wrapping_mul(top)).wrapping_mul(HASH_BASE).wrapping_add(new);
             }
             self.add(hist, n, end, h);
@@ -96,10 +107,10 @@ impl NGramIndex {
         if hist.len() < n {
             return &[];
         }
-        let suffix = &hist[hist.len() + 1 - n..];
+        let suffix = gram(hist, hist.len(), n);
         self.groups
             .get(&window_hash(suffix))
-            .and_then(|g| g.iter().find(|(e, _)| &hist[*e + 1 - n..*e] == suffix))
+            .and_then(|g| g.iter().find(|(e, _)| gram(hist, *e, n) == suffix))
             .map_or(&[], |(_, followers)| followers.as_slice())
     }
 }
@@ -131,7 +142,8 @@ impl State {
             }
             State::Counts { start, counts } => {
                 for &t in &hist[from.max(*start).min(hist.len())..] {
-                    *counts.counts.entry(t).or_insert(0) += 1;
+                    let c = counts.counts.entry(t).or_insert(0);
+                    *c = c.saturating_add(1);
                 }
             }
             State::NGram { n, index } => index.extend(hist, *n, from),
@@ -191,6 +203,7 @@ impl RowHistory {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 

@@ -1,6 +1,9 @@
 //! A chain of processors applied in one call: validated, then each row once through every processor, in
 //! place, rows in parallel.
 
+// Sizes here come from users (parameters, shapes): arithmetic on them is checked, or bounded where noted.
+#![warn(clippy::arithmetic_side_effects)]
+
 use crate::error::Result;
 use crate::history::RowHistory;
 use crate::processors::{Processor, Range};
@@ -141,8 +144,9 @@ impl Pipeline {
     /// every sampling chain `generate` builds). Returns the index of that top-k.
     fn fused_split(&self) -> Option<usize> {
         let first_warper = self.procs.iter().position(|p| !p.is_point_update())?;
-        let k = first_warper
-            + self.procs[first_warper..].iter().position(|p| !matches!(p, Processor::Temperature(_)))?;
+        let k = first_warper.checked_add(
+            self.procs[first_warper..].iter().position(|p| !matches!(p, Processor::Temperature(_)))?,
+        )?;
         matches!(self.procs[k], Processor::TopK { filter, .. } if filter == f32::NEG_INFINITY).then_some(k)
     }
 
@@ -197,7 +201,7 @@ impl Pipeline {
             .zip(outs)
             .map(|((buf, mem), out)| Work { buf, mem, out })
             .collect();
-        let elements = batch * vocab;
+        let elements = batch.saturating_mul(vocab); // = scores.len()
 
         // Phase A (fused plans only): point updates, logged, then the top-k read, which also validates.
         let start = match split {
@@ -205,10 +209,10 @@ impl Pipeline {
             Some(k) => {
                 pool::for_each_mut(&mut work, elements, |r, w| {
                     if let Some(src) = src {
-                        w.buf.copy_from_slice(&src[r * vocab..(r + 1) * vocab]);
+                        w.buf.copy_from_slice(row_of(src, r, vocab));
                     }
                     if uses_history {
-                        w.mem.hist.sync(&ids[r * seq_len..(r + 1) * seq_len], vocab);
+                        w.mem.hist.sync(row_of(ids, r, seq_len), vocab);
                     }
                     let mem = &mut *w.mem;
                     with_scratch(|s| {
@@ -239,13 +243,13 @@ impl Pipeline {
                         return self.run_checked(ids, seq_len, src, scores, vocab, draw);
                     }
                     if let Some(r) = bad_input {
-                        let row = &src.unwrap_or(scores)[r * vocab..(r + 1) * vocab];
+                        let row = row_of(src.unwrap_or(scores), r, vocab);
                         return Err(crate::row_error(r, row, crate::kernels::scan_row(row), false)
                             .unwrap_or_else(|| Error::value(format!("row {r} of scores is invalid"))));
                     }
                     return Err(all_neg_inf(empty.unwrap_or(0)));
                 }
-                k + 1
+                k.saturating_add(1) // k < procs.len()
             }
         };
 
@@ -253,10 +257,10 @@ impl Pipeline {
         pool::for_each_mut(&mut work, elements, |r, w| {
             if split.is_none() {
                 if let Some(src) = src {
-                    w.buf.copy_from_slice(&src[r * vocab..(r + 1) * vocab]);
+                    w.buf.copy_from_slice(row_of(src, r, vocab));
                 }
                 if uses_history {
-                    w.mem.hist.sync(&ids[r * seq_len..(r + 1) * seq_len], vocab);
+                    w.mem.hist.sync(row_of(ids, r, seq_len), vocab);
                 }
             }
             let mem = &mut *w.mem;
@@ -303,7 +307,7 @@ impl Pipeline {
         let elements = input.len();
         if self.uses_history {
             pool::for_each_mut(&mut self.rows, elements, |r, mem| {
-                mem.hist.sync(&ids[r * seq_len..(r + 1) * seq_len], vocab);
+                mem.hist.sync(row_of(ids, r, seq_len), vocab);
             });
         }
         let mut work = input.to_vec();
@@ -319,7 +323,7 @@ impl Pipeline {
                 });
             });
             if let Some(i) = work.iter().position(|x| x.is_nan() || *x == f32::INFINITY) {
-                let (r, c) = (i / vocab, i % vocab);
+                let (r, c) = (i.checked_div(vocab).unwrap_or(0), i.checked_rem(vocab).unwrap_or(0));
                 return Err(Error::value(format!(
                     "{} turned scores[{r}, {c}] = {:e} into {}: the result is beyond the float32 range \
                      (scores near ±{:e}, or an extreme parameter); the scores were left unchanged",
@@ -402,7 +406,7 @@ fn scan_ranges(scores: &[f32], vocab: usize) -> Result<Vec<Range>> {
     let mut out: Vec<(Range, Option<Error>)> =
         vec![(Range { lo: f64::INFINITY, hi: f64::NEG_INFINITY }, None); batch];
     pool::for_each_mut(&mut out, scores.len(), |r, (range, err)| {
-        let row = &scores[r * vocab..(r + 1) * vocab];
+        let row = row_of(scores, r, vocab);
         let scan = crate::kernels::scan_row_range(row);
         match crate::row_error(
             r,
@@ -420,11 +424,20 @@ fn scan_ranges(scores: &[f32], vocab: usize) -> Result<Vec<Range>> {
     }
 }
 
+/// Row `r` of a row-major buffer of rows of `width` (`r` below the number of rows, checked by the callers'
+/// shape checks: `(r + 1) * width <= buf.len()`).
+#[inline]
+#[allow(clippy::arithmetic_side_effects)]
+fn row_of<T>(buf: &[T], r: usize, width: usize) -> &[T] {
+    &buf[r * width..(r + 1) * width]
+}
+
 fn all_neg_inf(r: usize) -> Error {
     Error::value(format!("row {r} of scores is all -inf: no token is left to choose from"))
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use crate::PerRow;

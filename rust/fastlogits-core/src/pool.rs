@@ -1,6 +1,9 @@
 //! The one thread pool, sized to the machine, shared by every batched call. Rows are the unit of
 //! parallelism; results never depend on the number of threads.
 
+// Sizes here come from users (parameters, shapes): arithmetic on them is checked, or bounded where noted.
+#![warn(clippy::arithmetic_side_effects)]
+
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -58,7 +61,7 @@ fn build(n: usize) -> Result<Arc<Threads>> {
         return Ok(Arc::new(Threads { threads: 1, pool: None }));
     }
     let pool = ThreadPoolBuilder::new()
-        .num_threads(n - 1)
+        .num_threads(n.saturating_sub(1))
         .thread_name(|i| format!("fastlogits-{i}"))
         .build()
         .map(Arc::new)
@@ -166,7 +169,7 @@ impl Drop for WaitOnDrop<'_> {
         let mut spins = 0u32;
         while self.0.active.load(Ordering::SeqCst) != 0 {
             if spins < 2000 {
-                spins += 1;
+                spins = spins.saturating_add(1);
                 std::hint::spin_loop();
             } else {
                 std::thread::yield_now();
@@ -246,6 +249,7 @@ pub fn check_all(n: usize, elements: usize, f: impl Fn(usize) -> Result<()> + Sy
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 

@@ -4,6 +4,9 @@
 //! one) and reject NaN / infinite parameters it would let through. Everything that depends on the
 //! vocabulary size or the batch is checked per call by [`Processor::check`], before any row is touched.
 
+// Sizes here come from users (parameters, shapes): arithmetic on them is checked, or bounded where noted.
+#![warn(clippy::arithmetic_side_effects)]
+
 use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
@@ -106,7 +109,7 @@ impl SequenceBias {
             } else {
                 let g = *group_of.entry(seq.len()).or_insert_with(|| {
                     groups.push(Vec::new());
-                    groups.len() - 1
+                    groups.len().saturating_sub(1)
                 });
                 groups[g].push((seq, last, bias));
             }
@@ -125,22 +128,16 @@ impl SequenceBias {
             if pl > hist.len() {
                 continue;
             }
-            let suffix = &hist[hist.len() - pl..];
+            let suffix = &hist[hist.len().saturating_sub(pl)..]; // pl <= hist.len() here
             contrib.extend(g.iter().filter(|(p, _, _)| p == suffix).map(|(_, t, b)| (*t, *b)));
         }
         if contrib.len() > singles_only {
             // A token can get several biases: sum them in transformers' order before adding.
             contrib.sort_by_key(|c| c.0); // stable: keeps the order within a token
         }
-        let mut i = 0;
-        while i < contrib.len() {
-            let t = contrib[i].0;
-            let mut bias = 0.0f32;
-            while i < contrib.len() && contrib[i].0 == t {
-                bias += contrib[i].1;
-                i += 1;
-            }
-            values.update(t, |x| x + bias);
+        for group in contrib.chunk_by(|a, b| a.0 == b.0) {
+            let bias = group.iter().fold(0.0f32, |acc, c| acc + c.1);
+            values.update(group[0].0, |x| x + bias);
         }
     }
 }
@@ -800,7 +797,7 @@ impl Processor {
                 }
             }
             Processor::MinNewTokens { prompt_len, min_new, eos } => {
-                if (len as i64 - *prompt_len as i64) < *min_new as i64 {
+                if (len as i64).saturating_sub(*prompt_len as i64) < *min_new as i64 {
                     ban(row, eos);
                 }
             }

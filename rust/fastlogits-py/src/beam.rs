@@ -93,7 +93,7 @@ impl PyBeamSearch {
         if num_beams == 0 {
             return Err(argument_error(py, "`num_beams` has to be a positive integer, but is 0"));
         }
-        if rows == 0 || rows % num_beams != 0 {
+        if rows == 0 || rows.checked_rem(num_beams) != Some(0) {
             return Err(argument_error(
                 py,
                 format!(
@@ -103,7 +103,7 @@ impl PyBeamSearch {
             ));
         }
         let cfg = BeamConfig {
-            batch_size: rows / num_beams,
+            batch_size: rows.checked_div(num_beams).unwrap_or(0), // num_beams > 0
             num_beams,
             length_penalty,
             early_stopping: es,

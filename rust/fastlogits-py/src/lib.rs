@@ -7,6 +7,9 @@
 //! `ValueError`), a wrong array type `InvalidTypeError` (a `TypeError`); both derive from
 //! `FastLogitsError`.
 
+// Sizes come from users (shapes, counts): arithmetic on them is checked.
+#![warn(clippy::arithmetic_side_effects)]
+
 mod beam;
 
 use fastlogits_core::{self as core, PerRow, Pipeline as CorePipeline, Processor as CoreProcessor};
@@ -63,7 +66,7 @@ pub(crate) fn dtype_name(a: &Bound<'_, PyAny>) -> String {
 /// Whether the core can take the array as a slice: C-contiguous, and aligned for its element type
 /// (a view at an odd byte offset is not; the Python layer converts such arrays).
 pub(crate) fn usable<T: numpy::Element, D: numpy::ndarray::Dimension>(a: &Bound<'_, PyArray<T, D>>) -> bool {
-    a.is_c_contiguous() && (a.data() as usize) % std::mem::align_of::<T>() == 0
+    a.is_c_contiguous() && (a.data() as usize).checked_rem(std::mem::align_of::<T>()) == Some(0)
 }
 
 /// Borrows `obj` (the argument `name`) as a C-contiguous 2-D float32 array of the given `shape`.
@@ -661,7 +664,7 @@ fn log_softmax<'py>(py: Python<'py>, scores: &Bound<'py, PyAny>) -> PyResult<Bou
     let s = scores_ro(py, scores)?;
     let (b, v) = (s.shape()[0], s.shape()[1]);
     let buf = s.as_slice().map_err(|e| argument_error(py, e.to_string()))?;
-    let mut out = vec![0f32; b * v];
+    let mut out = vec![0f32; s.len()]; // b * v
     py.detach(|| core::sampling::log_softmax(buf, v, &mut out)).map_err(|e| map_err(py, e))?;
     PyArray1::from_vec(py, out).reshape([b, v])
 }
@@ -682,8 +685,9 @@ fn top_logprobs<'py>(
         _ => return Err(argument_error(py, format!("`n` has to be in [1, V = {v}], but is {}", shown(n)))),
     };
     let buf = s.as_slice().map_err(|e| argument_error(py, e.to_string()))?;
-    let mut vals = vec![0f32; b * n];
-    let mut idx = vec![0i64; b * n];
+    let len = b.saturating_mul(n); // <= b * v: the size of the scores
+    let mut vals = vec![0f32; len];
+    let mut idx = vec![0i64; len];
     py.detach(|| core::sampling::top_logprobs(buf, v, n, &mut vals, &mut idx)).map_err(|e| map_err(py, e))?;
     Ok((PyArray1::from_vec(py, vals).reshape([b, n])?, PyArray1::from_vec(py, idx).reshape([b, n])?))
 }
