@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import threading
 
+import fastlogits as fl
 import numpy as np
 import pytest
 import torch
 import transformers.generation.logits_process as T
+from fastlogits import hf
 from models import tiny_gpt2
 from transformers import LogitsProcessorList
-
-import fastlogits as fl
-from fastlogits import hf
 
 V = 300
 B = 3

@@ -8,16 +8,15 @@ import os
 import subprocess
 import sys
 
+import fastlogits as fl
 import numpy as np
 import pytest
 import torch
 import transformers.generation.logits_process as T
+from fastlogits import hf
 from hypothesis import given
 from hypothesis import strategies as st
 from models import tiny_gpt2
-
-import fastlogits as fl
-from fastlogits import hf
 
 rng = np.random.default_rng(0)
 SCORES = rng.normal(size=(3, 257)).astype(np.float32)
