@@ -91,16 +91,25 @@ def apply_native(pipe: _native.Pipeline, input_ids: Any, scores: Any, copy: bool
     through; anything else is converted first. ``copy=True``: the result is always a new array / tensor
     and `scores` is left unchanged (transformers' contract; the copy is made inside the native call)."""
     input_ids = _ids_for(pipe, input_ids, scores)
-    if copy and in_place(scores) and batch_size(scores) is not None:
-        out = np.empty(tuple(scores.shape), np.float32)
-        src = scores.detach().numpy() if is_torch(scores) else scores
-        if not pipe.apply_into(input_ids, src, out):
-            if not pipe.apply_into(as_ids(input_ids), src, out):
-                raise AssertionError("converted arrays were declined")  # as_ids guarantees them
-        return to_like(out, scores) if is_torch(scores) else out
-    if not copy and pipe(input_ids, scores):
+    if copy:
+        # Fast path: a float32 host array the native layer reads as it is, into a new array (the native
+        # call declines, returning False, whatever it cannot take as it is; the general path converts).
+        if type(scores) is np.ndarray:
+            if scores.dtype == np.float32 and scores.ndim == 2:
+                out = np.empty(scores.shape, np.float32)
+                if pipe.apply_into(input_ids, scores, out) or pipe.apply_into(as_ids(input_ids), scores, out):
+                    return out
+        elif is_torch(scores) and in_place(scores) and scores.ndim == 2:
+            out = np.empty(tuple(scores.shape), np.float32)
+            src = scores.numpy()
+            if pipe.apply_into(input_ids, src, out) or pipe.apply_into(as_ids(input_ids), src, out):
+                return to_like(out, scores)
+    elif pipe(input_ids, scores):
         return scores
-    work, back = as_scores(scores)  # with copy=True: never the caller's memory (not in_place)
+    work, back = as_scores(scores)
+    if copy and in_place(scores):  # (defensive: the fast path takes every such array)
+        work = work.copy()
+        back = (lambda w: to_like(w, scores)) if is_torch(scores) else (lambda w: w)
     if not pipe(as_ids(input_ids), work):
         raise AssertionError("converted arrays were declined")  # as_scores / as_ids guarantee them
     return back(work)

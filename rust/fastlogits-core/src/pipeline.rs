@@ -31,6 +31,8 @@ pub struct Pipeline {
 struct RowMem {
     hist: RowHistory,
     undo: Vec<(u32, f32)>,
+    /// Marks of the positions point updates touched, when the input is another buffer.
+    touched: Vec<u64>,
     kept: Vec<Cand>,
     suspended: Suspended,
     valid: Validation,
@@ -44,6 +46,7 @@ impl RowMem {
         RowMem {
             hist,
             undo: Vec::new(),
+            touched: Vec::new(),
             kept: Vec::new(),
             suspended: Suspended::default(),
             valid: Validation::Valid,
@@ -208,15 +211,22 @@ impl Pipeline {
             None => 0,
             Some(k) => {
                 pool::for_each_mut(&mut work, elements, |r, w| {
-                    if let Some(src) = src {
-                        w.buf.copy_from_slice(row_of(src, r, vocab));
-                    }
                     if uses_history {
                         w.mem.hist.sync(row_of(ids, r, seq_len), vocab);
                     }
                     let mem = &mut *w.mem;
                     with_scratch(|s| {
-                        let mut row = Row::with_undo(w.buf, s, &mut mem.undo);
+                        // With a separate input, nothing is copied yet: see `row::Overlay`.
+                        let mut row = match src {
+                            Some(src) => Row::with_undo_from(
+                                w.buf,
+                                row_of(src, r, vocab),
+                                s,
+                                &mut mem.undo,
+                                &mut mem.touched,
+                            ),
+                            None => Row::with_undo(w.buf, s, &mut mem.undo),
+                        };
                         for (p, st) in procs[..k].iter().zip(&mem.hist.states) {
                             p.apply(&mut row, r, seq_len, &mem.hist.ids, st.as_ref());
                         }
@@ -267,7 +277,10 @@ impl Pipeline {
             with_scratch(|s| {
                 let mut row = match split {
                     None => Row::new(w.buf, s),
-                    Some(_) => Row::resume(w.buf, s, mem.suspended, &mut mem.kept),
+                    Some(_) => {
+                        let input = src.map(|src| (row_of(src, r, vocab), mem.undo.as_slice()));
+                        Row::resume(w.buf, s, mem.suspended, &mut mem.kept, input)
+                    }
                 };
                 for (p, st) in procs.iter().zip(&mem.hist.states).skip(start) {
                     p.apply(&mut row, r, seq_len, &mem.hist.ids, st.as_ref());

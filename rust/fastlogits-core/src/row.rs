@@ -89,6 +89,37 @@ pub struct Row<'a> {
     /// After the validating top-k read: the raw finite scores left lie in `raw_range.0 ..= raw_range.1`
     /// (`-inf` as the low end: not known).
     raw_range: (f32, f32),
+    /// The row's input is another buffer, not yet copied: see [`Overlay`].
+    overlay: Option<Overlay<'a>>,
+}
+
+/// A row processed into a new buffer (transformers' processors return a new tensor) without copying the
+/// input first: the values are `src`, except at the positions point updates touched (marked in
+/// `touched`), whose values are in the row's buffer. The rest of the buffer is not written until the row
+/// is materialized (a dense result: the input copied, the touched values put back) or written out sparse
+/// (the `-inf` fill and the kept tokens), so a sparse result costs one write of the buffer, not two.
+pub struct Overlay<'a> {
+    src: &'a [f32],
+    touched: &'a mut Vec<u64>,
+}
+
+impl Overlay<'_> {
+    #[inline]
+    fn has(&self, i: u32) -> bool {
+        self.touched[(i / 64) as usize] & (1u64 << (i % 64)) != 0
+    }
+}
+
+/// A suspended overlay row's input and the log of its point updates (see [`Row::resume`]).
+pub type OverlayInput<'b> = (&'b [f32], &'b [(u32, f32)]);
+
+/// Copies `src` into `buf`, keeping the values at the positions `log` touched.
+fn materialize(buf: &mut [f32], src: &[f32], log: &[(u32, f32)]) {
+    let kept: Vec<(u32, f32)> = log.iter().map(|&(i, _)| (i, buf[i as usize])).collect();
+    buf.copy_from_slice(src);
+    for (i, v) in kept {
+        buf[i as usize] = v;
+    }
 }
 
 /// What logged point updates saw while the row was not yet validated.
@@ -116,6 +147,7 @@ pub enum Validation {
 pub struct Points<'r> {
     buf: &'r mut [f32],
     undo: Option<(&'r mut Vec<(u32, f32)>, &'r mut PointFlags)>,
+    overlay: Option<Overlay<'r>>,
 }
 
 impl Points<'_> {
@@ -130,17 +162,26 @@ impl Points<'_> {
 
     #[inline]
     pub fn get(&self, i: u32) -> f32 {
-        self.buf[i as usize]
+        match &self.overlay {
+            Some(o) if !o.has(i) => o.src[i as usize],
+            _ => self.buf[i as usize],
+        }
     }
 
     #[inline]
     pub fn set(&mut self, i: u32, v: f32) {
         if let Some((log, flags)) = &mut self.undo {
-            let old = self.buf[i as usize];
+            let old = match &self.overlay {
+                Some(o) if !o.has(i) => o.src[i as usize],
+                _ => self.buf[i as usize],
+            };
             log.push((i, old));
             // The row is validated later: a NaN / +inf replaced here must still count.
             flags.overwrote_invalid |= old.is_nan() || old == f32::INFINITY;
             flags.created_invalid |= v.is_nan() || v == f32::INFINITY;
+        }
+        if let Some(o) = &mut self.overlay {
+            o.touched[(i / 64) as usize] |= 1u64 << (i % 64);
         }
         self.buf[i as usize] = v;
     }
@@ -166,6 +207,8 @@ pub struct Suspended {
     pending_t: Option<f32>,
     sparse: bool,
     deferred_mask: Option<f32>,
+    /// The buffer still has to be materialized from the input (see [`Overlay`]).
+    overlay: bool,
 }
 
 impl<'a> Row<'a> {
@@ -179,6 +222,7 @@ impl<'a> Row<'a> {
             deferred_mask: None,
             flags: PointFlags::default(),
             raw_range: (NEG_INF, NEG_INF),
+            overlay: None,
         }
     }
 
@@ -188,15 +232,51 @@ impl<'a> Row<'a> {
         Row { undo: Some(log), ..Row::new(buf, s) }
     }
 
+    /// [`Row::with_undo`] for a row whose input is `src` and whose result goes to `buf` (see [`Overlay`]);
+    /// `touched` is memory for the overlay's marks.
+    pub fn with_undo_from(
+        buf: &'a mut [f32],
+        src: &'a [f32],
+        s: &'a mut Scratch,
+        log: &'a mut Vec<(u32, f32)>,
+        touched: &'a mut Vec<u64>,
+    ) -> Self {
+        touched.clear();
+        touched.resize(buf.len().div_ceil(64), 0);
+        Row { overlay: Some(Overlay { src, touched }), ..Row::with_undo(buf, s, log) }
+    }
+
+    /// Copies the input into the buffer if the row still reads it from elsewhere (see [`Overlay`]).
+    fn materialize(&mut self) {
+        if let Some(o) = self.overlay.take() {
+            materialize(self.buf, o.src, self.undo.as_deref().map_or(&[], |l| l.as_slice()));
+        }
+    }
+
     /// Ends the first phase: the state goes to `st`, the kept tokens to `kept` (swapped, no copy).
     pub fn suspend(self, kept: &mut Vec<Cand>) -> Suspended {
         std::mem::swap(kept, &mut self.s.kept);
-        Suspended { pending_t: self.pending_t, sparse: self.sparse, deferred_mask: self.deferred_mask }
+        Suspended {
+            pending_t: self.pending_t,
+            sparse: self.sparse,
+            deferred_mask: self.deferred_mask,
+            overlay: self.overlay.is_some(),
+        }
     }
 
-    /// Continues a suspended row (now known to be valid: nothing is logged any more).
-    pub fn resume(buf: &'a mut [f32], s: &'a mut Scratch, st: Suspended, kept: &mut Vec<Cand>) -> Self {
+    /// Continues a suspended row (now known to be valid: nothing is logged any more). `input`: for a row
+    /// suspended with an overlay, its input and the log of its point updates.
+    pub fn resume(
+        buf: &'a mut [f32],
+        s: &'a mut Scratch,
+        st: Suspended,
+        kept: &mut Vec<Cand>,
+        input: Option<OverlayInput<'_>>,
+    ) -> Self {
         std::mem::swap(kept, &mut s.kept);
+        if let (true, false, Some((src, log))) = (st.overlay, st.sparse, input) {
+            materialize(buf, src, log);
+        }
         let mut row = Row { pending_t: st.pending_t, sparse: st.sparse, ..Row::new(buf, s) };
         if let Some(kth) = st.deferred_mask {
             row.finish();
@@ -221,13 +301,17 @@ impl<'a> Row<'a> {
     /// Writes the logical values to the buffer; the row is dense with nothing pending afterwards.
     pub fn finish(&mut self) {
         if self.sparse {
+            self.overlay = None; // the fill writes every value
             self.buf.fill(NEG_INF);
             for &(i, v) in &self.s.kept {
                 self.buf[i as usize] = v;
             }
             self.sparse = false;
-        } else if let Some(t) = self.pending_t {
-            div_inplace(self.buf, t);
+        } else {
+            self.materialize();
+            if let Some(t) = self.pending_t {
+                div_inplace(self.buf, t);
+            }
         }
         self.pending_t = None;
     }
@@ -270,7 +354,8 @@ impl<'a> Row<'a> {
             Some(log) => Some((&mut **log, &mut self.flags)),
             None => None,
         };
-        (Points { buf: self.buf, undo }, self.s)
+        let overlay = self.overlay.as_mut().map(|o| Overlay { src: o.src, touched: &mut *o.touched });
+        (Points { buf: self.buf, undo, overlay }, self.s)
     }
 
     /// `scores / t`, exactly as torch divides a float32 tensor by a Python float rounded to f32.
@@ -331,6 +416,41 @@ impl<'a> Row<'a> {
         Validation::Valid
     }
 
+    /// The largest value point updates wrote (`-inf` if none).
+    fn touched_max(&self) -> f32 {
+        let log = self.undo.as_deref().map_or(&[][..], |l| l.as_slice());
+        log.iter().fold(NEG_INF, |m, &(i, _)| m.max(self.buf[i as usize]))
+    }
+
+    /// `top_candidates_ext(.., check = true)` of the row seen through its overlay: the input's candidates
+    /// for `k + m` (m = positions point updates touched) contain the row's top k wherever the touched
+    /// values went, so the touched positions are replaced by their values and the k-th largest taken again.
+    fn top_candidates_overlay(&mut self, k: usize, slack: bool) -> (f32, bool) {
+        let Some(o) = &self.overlay else { unreachable!("called for overlay rows only") };
+        let log = self.undo.as_deref().map_or(&[][..], |l| l.as_slice());
+        let s = &mut *self.s;
+        s.cands.clear();
+        for &(i, _) in log {
+            s.cands.push((i, self.buf[i as usize])); // (repeated positions hold the same current value)
+        }
+        s.cands.sort_unstable_by_key(|c| c.0);
+        s.cands.dedup_by_key(|c| c.0);
+        let want = k.saturating_add(s.cands.len()).min(o.src.len());
+        let (_, invalid) = top_candidates_ext(o.src, want, slack, true, &mut s.kept);
+        if invalid {
+            return (NEG_INF, true);
+        }
+        s.kept.retain(|c| !o.has(c.0));
+        s.kept.extend(s.cands.iter().filter(|c| c.1 > NEG_INF));
+        if s.kept.len() < k {
+            return (NEG_INF, false);
+        }
+        let kth = kth_largest(&mut s.kept, k);
+        let cut = if slack { lowered(kth) } else { kth };
+        s.kept.retain(|c| c.1 >= cut);
+        (kth, false)
+    }
+
     /// After [`Row::top_k_validating`]: the finite raw scores left (before any pending temperature) lie in
     /// `lo ..= hi`; `lo` is `-inf` when not known, `hi` is `-inf` when the row is all `-inf`.
     pub fn raw_range(&self) -> (f32, f32) {
@@ -342,8 +462,12 @@ impl<'a> Row<'a> {
             if !validating {
                 return true;
             }
-            let scan = crate::kernels::scan_row(self.buf);
-            self.raw_range = (NEG_INF, scan.max);
+            let (scan, touched_max) = match &self.overlay {
+                // The input, and the values point updates wrote (the input's max may be stale: an upper bound).
+                Some(o) => (crate::kernels::scan_row(o.src), self.touched_max()),
+                None => (crate::kernels::scan_row(self.buf), NEG_INF),
+            };
+            self.raw_range = (NEG_INF, scan.max.max(touched_max));
             return !scan.invalid;
         }
         if filter != NEG_INF {
@@ -358,7 +482,10 @@ impl<'a> Row<'a> {
             return true;
         }
         let t = self.pending_t;
-        let (kth_raw, invalid) = top_candidates_ext(self.buf, k, t.is_some(), validating, &mut self.s.kept);
+        let (kth_raw, invalid) = match &self.overlay {
+            None => top_candidates_ext(self.buf, k, t.is_some(), validating, &mut self.s.kept),
+            Some(_) => self.top_candidates_overlay(k, t.is_some()),
+        };
         if invalid {
             return false;
         }
@@ -383,6 +510,7 @@ impl<'a> Row<'a> {
                         c.1 >= kth
                     });
                 } else {
+                    self.materialize(); // (the exact pass reads the whole row)
                     collect_scaled_at_least(self.buf, t, kth, &mut self.s.kept);
                 }
                 kth
