@@ -253,7 +253,9 @@ def test_meta_tensors_are_rejected_by_name():
     with pytest.raises(fl.InvalidTypeError, match="`scores`.*meta"):
         fl.TopKLogitsWarper(3)(torch.tensor([[1]]), torch.empty(1, 5, device="meta"))
     with pytest.raises(fl.InvalidTypeError, match="`input_ids`.*meta"):
-        fl.TopKLogitsWarper(3)(torch.empty(1, 2, dtype=torch.long, device="meta"), torch.zeros(1, 5))
+        fl.RepetitionPenaltyLogitsProcessor(1.2)(
+            torch.empty(1, 2, dtype=torch.long, device="meta"), torch.zeros(1, 5)
+        )
 
 
 def test_misaligned_views_are_converted_like_other_layouts():
@@ -373,3 +375,133 @@ def test_drawing_from_a_row_that_is_all_neg_inf_leaves_the_scores_unchanged():
         with pytest.raises(fl.InvalidArgumentError, match="row 1 of scores is all -inf"):
             fl.LogitsPipeline(procs).sample(np.zeros((2, 0), np.int64), s, seed=0)
         np.testing.assert_array_equal(s, before)
+
+
+# -- findings of the independent review ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "procs,scores,culprit",
+    [
+        # the decay scale overflows float32 (0 * inf would be NaN) or is NaN (a negative factor, fractional power)
+        (
+            [fl.ExponentialDecayLengthPenalty((0, 1e30), 1, 0)],
+            [[0.0, 0.0, 0.0, 0.0]],
+            "ExponentialDecayLengthPenalty",
+        ),
+        (
+            [fl.ExponentialDecayLengthPenalty((0.5, -2.0), 1, 0)],
+            [[1.0, 2.0, 3.0, 4.0]],
+            "ExponentialDecayLengthPenalty",
+        ),
+        # two biases whose float32 sum is +inf, on a row with no finite score (-inf + inf = NaN)
+        (
+            [fl.SequenceBiasLogitsProcessor({(1,): 3e38, (0, 1): 3e38})],
+            [[-np.inf, -np.inf, 0.0, -np.inf]],
+            "SequenceBiasLogitsProcessor",
+        ),
+        # a chain that raises the maximum past float32, then lowers it
+        (
+            [fl.TemperatureLogitsWarper(0.5), fl.TemperatureLogitsWarper(2.0)],
+            [[3e38, 0, 1, 2]],
+            "TemperatureLogitsWarper",
+        ),
+        (
+            [
+                fl.RepetitionPenaltyLogitsProcessor(1.1),
+                fl.TemperatureLogitsWarper(0.5),
+                fl.TopKLogitsWarper(2),
+                fl.TemperatureLogitsWarper(2.0),
+            ],
+            [[3e38, 0, 1, 2]],
+            "TemperatureLogitsWarper",
+        ),
+    ],
+)
+def test_no_overflow_escapes_the_bound(procs, scores, culprit):
+    s = np.array(scores, np.float32)
+    before = s.copy()
+    for call in (
+        lambda x: fl.LogitsPipeline(procs)(np.array([[0, 1, 0]]), x),
+        lambda x: fl.LogitsPipeline(procs).sample(np.array([[0, 1, 0]]), x, seed=0),
+    ):
+        with pytest.raises(fl.InvalidArgumentError, match=culprit):
+            call(s)
+        np.testing.assert_array_equal(s, before)
+
+
+def test_warpers_ignore_input_ids_as_transformers_does():
+    ids = torch.tensor([[1, -100, 3], [20, 2, 1]])
+    s = torch.randn(2, 10)
+    for name, args in [
+        ("TopKLogitsWarper", (3,)),
+        ("TemperatureLogitsWarper", (0.5,)),
+        ("SuppressTokensLogitsProcessor", ([1],)),
+    ]:
+        assert_same = torch.equal(getattr(hf, name)(*args)(ids, s), getattr(T, name)(*args)(ids, s.clone()))
+        assert assert_same, name
+    # Length rules read only the length: any ids.
+    got = hf.MinLengthLogitsProcessor(5, 2)(ids, s)
+    assert torch.equal(got, T.MinLengthLogitsProcessor(5, 2)(ids, s.clone()))
+    with pytest.raises(fl.InvalidArgumentError, match="outside the vocabulary"):  # the history is read here
+        hf.RepetitionPenaltyLogitsProcessor(1.2)(ids, s)
+
+
+def test_fork_while_another_thread_uses_a_pipeline():
+    script = """
+import os, signal, threading, time, numpy as np, fastlogits as fl
+pipe = fl.LogitsPipeline([fl.RepetitionPenaltyLogitsProcessor(1.2), fl.NoRepeatNGramLogitsProcessor(2)])
+s = np.random.default_rng(0).normal(size=(64, 20000)).astype(np.float32)
+ids = np.random.default_rng(1).integers(0, 20000, size=(64, 300))
+stop = False
+def work():
+    while not stop:
+        pipe(ids, s.copy())
+t = threading.Thread(target=work); t.start(); time.sleep(0.2)
+codes = []
+for _ in range(4):
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(20)
+        a = pipe(ids, s.copy())                       # the lock may be held by a thread of the parent
+        b = fl.LogitsPipeline(pipe.processors)(ids, s.copy())
+        os._exit(0 if np.array_equal(a, b) else 3)
+    codes.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+stop = True; t.join()
+print(codes)
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "[0, 0, 0, 0]", (r.stdout, r.stderr)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: fl.LogitsPipeline.from_generation_config(do_sample=True, top_p=10**400),
+        lambda: fl.LogitsPipeline.from_generation_config(do_sample=np.array([True, False]), top_p=0.5),
+        lambda: fl.LogitsPipeline.from_generation_config(
+            do_sample=True, epsilon_cutoff=torch.tensor([0.1, 0.2])
+        ),
+        lambda: fl.LogitsPipeline.from_generation_config([1, 2]),
+        lambda: fl.LogitsPipeline.from_generation_config(
+            repetition_penalty=1.2, attention_mask=[[1, 1], [1]]
+        ),
+        lambda: fl.MinPLogitsWarper(10**400),
+        lambda: hf.FusedLogitsProcessor(5),
+        lambda: fl.RepetitionPenaltyLogitsProcessor(1.2)([[1, 2], [3]], np.zeros((2, 5), np.float32)),
+        lambda: fl.BeamSearch(np.zeros((1, 1000), np.int64), num_beams=2**31, max_new_tokens=1),
+    ],
+)
+def test_more_malformed_arguments_are_fastlogits_errors(call):
+    with pytest.raises(fl.FastLogitsError):
+        call()
+
+
+def test_top_p_one_on_scores_whose_probabilities_underflow():
+    r = np.random.default_rng(3)
+    s = torch.from_numpy((r.normal(size=(4, 50257)) * 30).astype(np.float32))
+    for p in (1.0, 1 - 1e-7, 0.999999):
+        got = hf.TopPLogitsWarper(p)(None, s)
+        ref = T.TopPLogitsWarper(p)(None, s.clone())
+        assert torch.equal(torch.isneginf(got), torch.isneginf(ref)), p
+        assert 0 < int(torch.isneginf(ref).sum()) < s.numel()  # (the case exercises removal)

@@ -58,7 +58,10 @@ def as_scores(scores: Any, name: str = "scores") -> tuple[np.ndarray, Callable[[
             return out.to(device=scores.device)
 
         return work, back_torch
-    arr = scores if isinstance(scores, np.ndarray) else np.asarray(scores)
+    try:
+        arr = scores if isinstance(scores, np.ndarray) else np.asarray(scores)
+    except ValueError:  # ragged lists
+        raise InvalidTypeError(f"`{name}` has to be a (batch, vocab) array of floats") from None
     _check_2d(arr.shape, name, "batch, vocab")
     if arr.dtype.kind != "f":
         raise InvalidTypeError(f"`{name}` must hold floats, got {arr.dtype}")
@@ -121,7 +124,10 @@ def as_ids(input_ids: Any, name: str = "input_ids") -> np.ndarray:
         if t.dtype not in (torch.int64, torch.int32):
             t = t.to(torch.int64)
         return t.to("cpu").contiguous().numpy()
-    arr = input_ids if isinstance(input_ids, np.ndarray) else np.asarray(input_ids)
+    try:
+        arr = input_ids if isinstance(input_ids, np.ndarray) else np.asarray(input_ids)
+    except ValueError:  # ragged lists
+        raise InvalidTypeError(f"`{name}` has to be a (batch, length) array of ints") from None
     if arr.ndim == 2 and arr.size == 0 and arr.dtype.kind == "f":
         arr = arr.astype(np.int64)  # np.asarray([[]]) is float64
     _check_2d(arr.shape, name, "batch, length")

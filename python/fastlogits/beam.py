@@ -40,6 +40,7 @@ other beams start at ``-1e9`` and ``-1e9 + x`` rounds to the same float32 for ma
 from __future__ import annotations
 
 import math
+import os
 import secrets
 from typing import Any, NamedTuple
 
@@ -81,6 +82,14 @@ def _id_list(name: str, x: Any) -> list[int] | None:
             f"`{name}` has to be an int or a list of ints (token ids, within int64), but is {x!r}"
         )
     return [int(t) for t in ids]
+
+
+def _physical_memory() -> float:
+    """Bytes of RAM (inf when unknown): an allocation beyond it would only get the process killed."""
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return float("inf")
 
 
 def _early_stopping(x: Any) -> bool | str:
@@ -182,6 +191,12 @@ class BeamSearch:
         if rows >= 2**32:
             raise _native.InvalidArgumentError(
                 f"`batch_size * num_beams` = {rows} is too large: at most 2**32 - 1 running beams"
+            )
+        need = rows * max(ids.shape[1], 1) * 8 * 4  # the expanded prompt, and the search's own copies
+        if need > _physical_memory():
+            raise _native.InvalidArgumentError(
+                f"`num_beams` = {num_beams} needs {rows} rows of {ids.shape[1]} ids (~{need / 2**30:.0f} GiB), "
+                "more than this machine's memory"
             )
         try:
             expanded = np.ascontiguousarray(np.repeat(ids, num_beams, axis=0))

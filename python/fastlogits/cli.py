@@ -22,6 +22,7 @@ from typing import Any
 __all__ = ["main"]
 
 EXIT_USAGE = 2
+EXIT_FAILURE = 1
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a program whose reader went away
 
 
@@ -641,6 +642,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except (MemoryError, RuntimeError) as e:
+        # Not a usage mistake the checks above could name (e.g. torch cannot allocate --num-beams 100000
+        # beams): one line, status 1.
+        msg = str(e).splitlines()[0] if str(e) else ""
+        print(f"error: {type(e).__name__}: {msg or 'out of memory'}", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":

@@ -129,6 +129,12 @@ class FusedLogitsProcessor(LogitsProcessor):
 
     def __init__(self, processors: Iterable[Any]):
         specs = []
+        try:
+            processors = list(processors)
+        except TypeError:
+            raise _native.InvalidTypeError(
+                f"FusedLogitsProcessor takes a list of processors, got {type(processors).__name__}"
+            ) from None
         for p in processors:
             n = to_native(p)
             if n is None:

@@ -115,7 +115,13 @@ def check_generation_values(cfg: Any) -> None:
         not isinstance(beams, (int, np.integer)) or isinstance(beams, bool) or beams < 1
     ):
         raise InvalidArgumentError(f"`num_beams` has to be a positive integer, but is {beams!r}")
-    if not _get(cfg, "do_sample"):
+    try:
+        sampling = bool(_get(cfg, "do_sample"))
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(
+            f"`do_sample` has to be a bool, but is {_get(cfg, 'do_sample')!r}"
+        ) from None
+    if not sampling:
         return
     for name, (off, lo, hi, lo_in, what) in _SAMPLING_RANGES.items():
         value = _get(cfg, name)
@@ -125,11 +131,15 @@ def check_generation_values(cfg: Any) -> None:
             per_row = (isinstance(value, (list, tuple, np.ndarray)) or is_torch(value)) and np.ndim(value) > 0
         except ValueError:  # a ragged list
             raise InvalidArgumentError(f"`{name}` has to be {what}, but is {value!r}") from None
+        if per_row and name != "top_p":  # (only top_p takes one value per row)
+            raise InvalidArgumentError(
+                f"`{name}` has to be {what} (one value for the batch), but is {value!r}"
+            )
         values = list(value) if per_row else [value]
         for v in values:
             try:
                 x = float(v)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise InvalidArgumentError(f"`{name}` has to be {what}, but is {value!r}") from None
             inside = (lo <= x if lo_in else lo < x) and x < hi
             if not (inside or x in off):
@@ -144,8 +154,13 @@ def _resolve(generation_config: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     if generation_config is not None:
         if isinstance(generation_config, dict):
             cfg.update(generation_config)
-        else:
+        elif hasattr(generation_config, "__dict__"):
             cfg.update({k: v for k, v in vars(generation_config).items() if not k.startswith("_")})
+        else:
+            raise InvalidTypeError(
+                "`generation_config` has to be a transformers.GenerationConfig, a dict or None, but is "
+                f"{type(generation_config).__name__}"
+            )
     for k, v in GENERATION_DEFAULTS.items():
         if cfg.get(k) is None:
             cfg[k] = v
@@ -183,7 +198,10 @@ def _padding_lengths(attention_mask: Any) -> list[int]:
     """Left-padding length per row: `(mask != 0).argmax(-1)`, as `generate` computes it."""
     if is_torch(attention_mask):
         attention_mask = attention_mask.detach().cpu().numpy()
-    mask = np.asarray(attention_mask)
+    try:
+        mask = np.asarray(attention_mask)
+    except ValueError:  # ragged lists
+        raise InvalidArgumentError("`attention_mask` has to be a (batch, length) array") from None
     if mask.ndim != 2:
         raise InvalidArgumentError(f"`attention_mask` must be 2-D (batch, length), got shape {mask.shape}")
     return (mask != 0).argmax(axis=1).astype(np.int64).tolist()

@@ -72,17 +72,27 @@ NEG_INF = -float("inf")
 
 
 def _ids_for(pipe: _native.Pipeline, input_ids: Any, scores: Any) -> Any:
-    """`input_ids`, or for ``None`` an empty ``(batch, 0)`` history when no processor of `pipe` reads the
-    ids (transformers' warpers ignore ``input_ids``, and code calls ``warper(None, scores)``)."""
-    if input_ids is not None:
-        return input_ids
-    if pipe.reads_input_ids:
-        raise InvalidArgumentError(
-            "`input_ids` is None, but this processor reads the token history (its ids or its length): pass "
-            "the (batch, length) input_ids"
-        )
+    """What the native call needs of `input_ids`, read as transformers' processors read them: the ids for
+    processors that read the history; only the length (``input_ids.shape[-1]``, any dtype or batch) for
+    the length rules; nothing for the warpers (``warper(None, scores)`` is common)."""
     batch = batch_size(scores)
-    return np.zeros((0 if batch is None else batch, 0), np.int64)
+    batch = 0 if batch is None else batch
+    if not pipe.reads_input_ids:
+        return np.zeros((batch, 0), np.int64)
+    if input_ids is None:
+        raise InvalidArgumentError(
+            "`input_ids` is None, but this processor reads the token history (its ids or its length): "
+            "pass the (batch, length) input_ids"
+        )
+    if pipe.reads_history:
+        return input_ids
+    try:
+        shape = tuple(input_ids.shape) if hasattr(input_ids, "shape") else np.shape(input_ids)
+    except ValueError:  # ragged lists
+        shape = ()
+    if len(shape) == 0:
+        raise InvalidTypeError(f"`input_ids` has to be a (batch, length) array, got shape {shape}")
+    return np.empty((batch, shape[-1]), np.int32)  # never read: only its length is
 
 
 def apply_native(pipe: _native.Pipeline, input_ids: Any, scores: Any, copy: bool = False) -> Any:
@@ -99,7 +109,7 @@ def apply_native(pipe: _native.Pipeline, input_ids: Any, scores: Any, copy: bool
                 out = np.empty(scores.shape, np.float32)
                 if pipe.apply_into(input_ids, scores, out) or pipe.apply_into(as_ids(input_ids), scores, out):
                     return out
-        elif is_torch(scores) and in_place(scores) and scores.ndim == 2:
+        elif is_torch(scores) and scores.ndim == 2 and in_place(scores):
             out = np.empty(tuple(scores.shape), np.float32)
             src = scores.numpy()
             if pipe.apply_into(input_ids, src, out) or pipe.apply_into(as_ids(input_ids), src, out):
@@ -315,7 +325,10 @@ class TopPLogitsWarper(FastLogitsProcessor):
 
 class MinPLogitsWarper(FastLogitsProcessor):
     """Removes tokens with ``prob < min_p * max_prob``, then re-keeps the ``min_tokens_to_keep`` most
-    likely (in place). ``min_p``: a float in [0, 1], or one per row."""
+    likely (in place). ``min_p``: a float in [0, 1], or one per row.
+
+    Where the re-kept tokens have float32 probability 0 (logits ~100 below the maximum), transformers'
+    ``topk`` over equal zeros picks arbitrary ones; fastlogits keeps the highest logits (same count)."""
 
     def __init__(
         self, min_p: float | Sequence[float], filter_value: float = NEG_INF, min_tokens_to_keep: int = 1
@@ -324,6 +337,8 @@ class MinPLogitsWarper(FastLogitsProcessor):
         scalar = _scalar(min_p)
         if rows is None and not isinstance(scalar, (int, float, np.number)):
             raise InvalidArgumentError(f"`min_p` has to be a float in the [0, 1] interval, but is {min_p!r}")
+        if rows is None:
+            scalar = _float(scalar, "min_p", "a float in the [0, 1] interval")
         _check_min_tokens(min_tokens_to_keep)
         self.min_p = min_p if rows is None else rows
         self.filter_value = filter_value

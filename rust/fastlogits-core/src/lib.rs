@@ -106,13 +106,23 @@ pub fn check_scores(scores: &[f32], vocab: usize, need_finite: bool) -> Result<(
     })
 }
 
-/// Checks a `(batch, seq_len)` id buffer: shape, and every id in `[0, vocab)`.
-pub fn check_ids<I: TokenId>(ids: &[I], seq_len: usize, batch: usize, vocab: usize) -> Result<()> {
+/// Checks a `(batch, seq_len)` id buffer: shape, and, with `values`, every id in `[0, vocab)` (processors
+/// that only read the history's length accept any ids, as transformers' do).
+pub fn check_ids<I: TokenId>(
+    ids: &[I],
+    seq_len: usize,
+    batch: usize,
+    vocab: usize,
+    values: bool,
+) -> Result<()> {
     if batch.checked_mul(seq_len) != Some(ids.len()) {
         let rows = ids.len().checked_div(seq_len).unwrap_or(0);
         return Err(Error::shape(format!(
             "input_ids has {rows} rows but scores has {batch}: they must have the same batch size"
         )));
+    }
+    if !values {
+        return Ok(());
     }
     let v = vocab as u64;
     // Negative ids wrap to huge unsigned values, so one comparison checks both bounds.

@@ -164,7 +164,7 @@ impl Pipeline {
         mut draw: Option<(u64, u64, &mut [i64], bool)>,
     ) -> Result<()> {
         let batch = batch_of(scores.len(), vocab)?;
-        check_ids(ids, seq_len, batch, vocab)?;
+        check_ids(ids, seq_len, batch, vocab, self.uses_history)?;
         for p in &self.procs {
             p.check(batch, vocab)?;
         }
@@ -408,9 +408,18 @@ const SAFE_MAX: f64 = f32::MAX as f64 / (1.0 + 1e-5);
 /// Whether `procs`, applied to row `r` (history length `len`) whose finite scores lie in `range`, provably
 /// produce no NaN / `+inf`. False means "not proven" (the checked path then decides).
 fn cannot_overflow(procs: &[Processor], range: Range, r: usize, len: usize) -> bool {
-    let end = procs.iter().fold(range, |acc, p| p.range_after(acc, r, len));
+    // The highest bound reached after any processor (a later one may lower it again: too late).
+    let mut acc = range;
+    let mut peak = range.hi;
+    for p in procs {
+        acc = p.range_after(acc, r, len);
+        if acc.hi.is_nan() {
+            return false;
+        }
+        peak = peak.max(acc.hi);
+    }
     // A chain that does not raise the maximum is fine even next to f32::MAX.
-    end.hi <= range.hi || end.hi <= SAFE_MAX
+    peak <= range.hi || peak <= SAFE_MAX
 }
 
 /// Validates every row (no NaN / `+inf`, naming the first) and returns where its finite scores lie.
@@ -566,6 +575,12 @@ mod tests {
         let err = p.apply(&ids, 1, &mut scores, 2).unwrap_err();
         assert!(err.to_string().contains("scores[1, 1] is NaN"), "{err}");
         assert_eq!(scores[..3], before[..3]);
+        // Ids are checked against the vocabulary where they are read (not by a temperature: transformers'
+        // warpers ignore them).
+        let mut scores = vec![1.0, 2.0];
+        p.apply(&[5i64], 1, &mut scores, 2).unwrap();
+        let mut p =
+            Pipeline::new(vec![Processor::repetition_penalty(PerRow::All(2.0), PerRow::All(0)).unwrap()]);
         let mut scores = vec![1.0, 2.0];
         let err = p.apply(&[5i64], 1, &mut scores, 2).unwrap_err();
         assert!(err.to_string().contains("input_ids[0, 0] = 5"), "{err}");

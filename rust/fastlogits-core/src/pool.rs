@@ -22,6 +22,9 @@ const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
 struct Threads {
     threads: usize,
     pool: Option<Arc<ThreadPool>>,
+    /// The process that started the workers: after a `fork` they do not exist in the child, whose first
+    /// call starts its own.
+    pid: u32,
 }
 
 static POOL: RwLock<Option<Arc<Threads>>> = RwLock::new(None);
@@ -58,7 +61,7 @@ fn default_threads() -> usize {
 /// `n` threads in all: the caller works too, so the pool holds `n - 1` workers (none when `n == 1`).
 fn build(n: usize) -> Result<Arc<Threads>> {
     if n <= 1 {
-        return Ok(Arc::new(Threads { threads: 1, pool: None }));
+        return Ok(serial());
     }
     let pool = ThreadPoolBuilder::new()
         .num_threads(n.saturating_sub(1))
@@ -66,20 +69,31 @@ fn build(n: usize) -> Result<Arc<Threads>> {
         .build()
         .map(Arc::new)
         .map_err(|e| Error::param(format!("could not start {n} threads: {e}")))?;
-    Ok(Arc::new(Threads { threads: n, pool: Some(pool) }))
+    Ok(Arc::new(Threads { threads: n, pool: Some(pool), pid: std::process::id() }))
 }
 
 fn current() -> Arc<Threads> {
-    if let Some(t) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+    let pid = std::process::id();
+    if let Some(t) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref().filter(|t| t.pid == pid) {
         return Arc::clone(t);
     }
     let mut slot = POOL.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(old) = slot.take_if(|t| t.pid != pid) {
+        // Forked: the parent's workers do not exist here. Start as many (the old pool is leaked, not
+        // dropped: nothing of it may be waited for).
+        let n = old.threads;
+        std::mem::forget(old);
+        *slot = Some(build(n).unwrap_or_else(|_| serial()));
+    }
     // The default pool; if the system refuses the threads, calls run on the calling thread (the results
     // do not depend on the thread count) and `set_num_threads` reports the failure when asked again.
-    let t = slot.get_or_insert_with(|| {
-        build(default_threads()).unwrap_or_else(|_| Arc::new(Threads { threads: 1, pool: None }))
-    });
+    let t = slot.get_or_insert_with(|| build(default_threads()).unwrap_or_else(|_| serial()));
     Arc::clone(t)
+}
+
+/// No workers: every call runs on the calling thread.
+fn serial() -> Arc<Threads> {
+    Arc::new(Threads { threads: 1, pool: None, pid: std::process::id() })
 }
 
 /// Number of threads used by batched calls (the calling thread included).
@@ -95,7 +109,8 @@ pub fn set_num_threads(n: usize) -> Result<()> {
         return Err(Error::param(format!("`num_threads` has to be in [0, {MAX_THREADS}], but is {n}")));
     }
     let n = if n == 0 { default_threads() } else { n };
-    if POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|t| t.threads == n) {
+    let same = |t: &Arc<Threads>| t.threads == n && t.pid == std::process::id();
+    if POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(same) {
         return Ok(()); // already that many: starting thousands of threads again takes seconds
     }
     let p = build(n)?;

@@ -647,7 +647,9 @@ impl Processor {
                 let (neg, pos) = biases
                     .filter(|b| b.is_finite())
                     .fold((0.0f64, 0.0f64), |(n, p), b| (n + (b as f64).min(0.0), p + (b as f64).max(0.0)));
-                Range { lo: r.lo + neg, hi: r.hi + pos }
+                // A bias sum beyond float32 is itself +inf (and NaN on a -inf score): never provably safe.
+                let hi = if pos > f32::MAX as f64 { f64::INFINITY } else { r.hi + pos };
+                Range { lo: r.lo + neg, hi }
             }
             Processor::LogitBias(b) => {
                 let finite = b.iter().map(|e| e.1 as f64).filter(|b| b.is_finite());
@@ -664,8 +666,12 @@ impl Processor {
                 if len <= *start || r.lo > r.hi {
                     return r;
                 }
-                let scale = factor.powf(len - *start) - 1.0;
-                let m = r.lo.abs().max(r.hi.abs()) * (1.0 + scale.abs());
+                // The scale as `apply` computes it: not finite (an overflow, or NaN) is never provably safe.
+                let scale = (factor.powf(len - *start) - 1.0) as f32;
+                if !scale.is_finite() {
+                    return Range { lo: f64::NEG_INFINITY, hi: f64::INFINITY };
+                }
+                let m = r.lo.abs().max(r.hi.abs()) * (1.0 + scale.abs() as f64);
                 Range { lo: r.lo.min(-m), hi: r.hi.max(m) }
             }
         }

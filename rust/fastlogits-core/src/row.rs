@@ -349,7 +349,9 @@ impl<'a> Row<'a> {
 
     /// [`Row::points`], and scratch memory for processors that need some meanwhile.
     pub fn points_and_scratch(&mut self) -> (Points<'_>, &mut Scratch) {
-        self.finish();
+        if self.sparse || self.pending_t.is_some() {
+            self.finish(); // (an overlay row stays one: point updates read through it)
+        }
         let undo = match &mut self.undo {
             Some(log) => Some((&mut **log, &mut self.flags)),
             None => None,

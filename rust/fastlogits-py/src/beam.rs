@@ -1,10 +1,10 @@
 //! `BeamSearch`: the beam search bookkeeping of `fastlogits_core::beam`, one `step` per decoding step.
 
+use crate::lock::ForkSafeMutex;
 use fastlogits_core::beam::{BeamConfig, BeamSearch as CoreBeamSearch, EarlyStopping};
 use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyString};
-use std::sync::Mutex;
 
 use crate::{argument_error, borrow_f32_2d, dtype_name, map_err, type_error, usable};
 
@@ -13,13 +13,16 @@ use crate::{argument_error, borrow_f32_2d, dtype_name, map_err, type_error, usab
 /// Shared by several threads, calls are served one at a time (the search is one sequence of steps).
 #[pyclass(module = "fastlogits._native", name = "BeamSearch", frozen)]
 pub(crate) struct PyBeamSearch {
-    inner: Mutex<CoreBeamSearch>,
+    inner: ForkSafeMutex<CoreBeamSearch>,
 }
 
 impl PyBeamSearch {
-    /// Runs `f` on the search, waiting (GIL released) while another thread uses it.
-    fn with<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut CoreBeamSearch) -> R + Send) -> R {
-        py.detach(|| f(&mut self.inner.lock().unwrap_or_else(|e| e.into_inner())))
+    /// Runs `f` on the search, waiting (GIL released) while another thread uses it. A search a thread of
+    /// the parent process was using at a `fork` cannot be continued in the child: an error.
+    fn with<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut CoreBeamSearch) -> R + Send) -> PyResult<R> {
+        py.detach(|| self.inner.lock().map(|mut g| f(&mut g))).ok_or_else(|| {
+            argument_error(py, "this BeamSearch was in use by another thread when the process forked")
+        })
     }
 }
 
@@ -116,7 +119,7 @@ impl PyBeamSearch {
         };
         let ids = p.as_slice().map_err(|e| argument_error(py, e.to_string()))?;
         let inner = CoreBeamSearch::new(cfg, ids, len).map_err(|e| map_err(py, e))?;
-        Ok(PyBeamSearch { inner: Mutex::new(inner) })
+        Ok(PyBeamSearch { inner: ForkSafeMutex::new(inner) })
     }
 
     /// One decoding step. `log_probs`: float32 (batch_size * num_beams, V), C-contiguous, the
@@ -133,7 +136,7 @@ impl PyBeamSearch {
                 )));
             }
             inner.step(buf, v)
-        });
+        })?;
         let out = out.map_err(|e| map_err(py, e))?;
         Ok((PyArray1::from_vec(py, out.next_tokens), PyArray1::from_vec(py, out.beam_idx), out.done))
     }
@@ -141,19 +144,19 @@ impl PyBeamSearch {
     /// The running sequences, int64 (batch_size * num_beams, cur_len): the processors' input_ids.
     fn running_sequences<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<i64>>> {
         let (seqs, rows, len) =
-            self.with(py, |inner| (inner.running_sequences().to_vec(), inner.rows(), inner.cur_len()));
+            self.with(py, |inner| (inner.running_sequences().to_vec(), inner.rows(), inner.cur_len()))?;
         PyArray1::from_vec(py, seqs).reshape([rows, len])
     }
 
     /// The running beams' accumulated scores, float32 (batch_size * num_beams,).
-    fn running_scores<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f32>> {
-        PyArray1::from_vec(py, self.with(py, |inner| inner.running_scores().to_vec()))
+    fn running_scores<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f32>>> {
+        Ok(PyArray1::from_vec(py, self.with(py, |inner| inner.running_scores().to_vec())?))
     }
 
     /// (sequences int64 (B * num_return_sequences, L), sequences_scores float32 (B * n,),
     /// beam_indices int64 (B * n, generated), -1 padded), as `generate` returns them.
     fn finalize<'py>(&self, py: Python<'py>) -> PyResult<FinalResult<'py>> {
-        let f = self.with(py, |inner| inner.finalize());
+        let f = self.with(py, |inner| inner.finalize())?;
         Ok((
             PyArray1::from_vec(py, f.sequences).reshape([f.rows, f.seq_len])?,
             PyArray1::from_vec(py, f.sequences_scores),
@@ -162,21 +165,21 @@ impl PyBeamSearch {
     }
 
     /// Length of the running sequences (prompt included).
-    fn cur_len(&self, py: Python<'_>) -> usize {
+    fn cur_len(&self, py: Python<'_>) -> PyResult<usize> {
         self.with(py, |inner| inner.cur_len())
     }
 
     /// True once a step has ended the search.
-    fn is_done(&self, py: Python<'_>) -> bool {
+    fn is_done(&self, py: Python<'_>) -> PyResult<bool> {
         self.with(py, |inner| inner.is_done())
     }
 
     /// Per batch entry: its finished hypotheses can no longer change.
-    fn entries_done(&self, py: Python<'_>) -> Vec<bool> {
+    fn entries_done(&self, py: Python<'_>) -> PyResult<Vec<bool>> {
         self.with(py, |inner| inner.entries_done())
     }
 
-    fn __repr__(&self, py: Python<'_>) -> String {
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         self.with(py, |inner| {
             let c = inner.config();
             format!(

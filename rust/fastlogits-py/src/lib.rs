@@ -11,8 +11,10 @@
 #![warn(clippy::arithmetic_side_effects)]
 
 mod beam;
+mod lock;
 
 use fastlogits_core::{self as core, PerRow, Pipeline as CorePipeline, Processor as CoreProcessor};
+use lock::{Busy, ForkSafeMutex};
 use numpy::{
     PyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyReadwriteArray2, PyUntypedArrayMethods,
 };
@@ -20,7 +22,6 @@ use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyInt, PyTuple, PyType};
-use std::sync::{Mutex, TryLockError};
 
 static BASE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static ARGUMENT_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
@@ -423,6 +424,12 @@ impl PyProcessor {
         self.inner.reads_input_ids()
     }
 
+    /// Whether the processor reads the token ids themselves (not only the history's length).
+    #[getter]
+    fn reads_history(&self) -> bool {
+        self.inner.uses_history()
+    }
+
     /// The transformers class this processor implements.
     #[getter]
     fn name(&self) -> &'static str {
@@ -474,19 +481,25 @@ fn with_inputs(
 #[pyclass(module = "fastlogits._native", name = "Pipeline", frozen)]
 struct PyPipeline {
     procs: Vec<CoreProcessor>,
-    inner: Mutex<CorePipeline>,
+    inner: ForkSafeMutex<CorePipeline>,
     stateful: bool,
 }
 
 impl PyPipeline {
-    /// Runs `f` on the pipeline (GIL released), or, for a stateless chain that another thread is using, on
-    /// a fresh one.
+    /// Runs `f` on the pipeline (GIL released), or on a fresh one (state rebuilt from the history: the same
+    /// results) for a stateless chain that another thread is using, or when a thread of a parent process
+    /// held it at a `fork`.
     fn with<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut CorePipeline) -> R + Send) -> R {
-        py.detach(|| match self.inner.try_lock() {
-            Ok(mut p) => f(&mut p),
-            Err(TryLockError::Poisoned(e)) => f(&mut e.into_inner()),
-            Err(TryLockError::WouldBlock) if !self.stateful => f(&mut CorePipeline::new(self.procs.clone())),
-            Err(TryLockError::WouldBlock) => f(&mut self.inner.lock().unwrap_or_else(|e| e.into_inner())),
+        py.detach(|| {
+            let guard = match self.inner.try_lock() {
+                Ok(g) => Some(g),
+                Err(Busy::Held) if self.stateful => self.inner.lock(),
+                Err(_) => None,
+            };
+            match guard {
+                Some(mut p) => f(&mut p),
+                None => f(&mut CorePipeline::new(self.procs.clone())),
+            }
         })
     }
 }
@@ -497,7 +510,7 @@ impl PyPipeline {
     fn new(processors: Vec<PyProcessor>) -> Self {
         let procs: Vec<CoreProcessor> = processors.into_iter().map(|p| p.inner).collect();
         let stateful = procs.iter().any(CoreProcessor::uses_history);
-        PyPipeline { inner: Mutex::new(CorePipeline::new(procs.clone())), procs, stateful }
+        PyPipeline { inner: ForkSafeMutex::new(CorePipeline::new(procs.clone())), procs, stateful }
     }
 
     /// Applies the chain to `scores` in place given the histories `input_ids` and returns True, when
@@ -582,7 +595,11 @@ impl PyPipeline {
 
     /// Forgets the per-row histories (the next call rebuilds them).
     fn reset(&self, py: Python<'_>) {
-        py.detach(|| self.inner.lock().unwrap_or_else(|e| e.into_inner()).reset());
+        py.detach(|| {
+            if let Some(mut p) = self.inner.lock() {
+                p.reset(); // (an orphaned state is never used again: nothing to reset)
+            }
+        });
     }
 
     /// After a beam step: row i continues the history of row `indices[i]`.
@@ -602,8 +619,12 @@ impl PyPipeline {
                 })
             })
             .collect::<PyResult<_>>()?;
-        py.detach(|| self.inner.lock().unwrap_or_else(|e| e.into_inner()).reorder(&idx))
-            .map_err(|e| map_err(py, e))
+        // An orphaned state (see `with`) is never used again: the indices are still checked.
+        py.detach(|| match self.inner.lock() {
+            Some(mut p) => p.reorder(&idx),
+            None => CorePipeline::new(Vec::new()).reorder(&idx),
+        })
+        .map_err(|e| map_err(py, e))
     }
 
     /// Whether any processor reads `input_ids` (their ids or their length); if none does, the caller may
@@ -611,6 +632,13 @@ impl PyPipeline {
     #[getter]
     fn reads_input_ids(&self) -> bool {
         self.procs.iter().any(CoreProcessor::reads_input_ids)
+    }
+
+    /// Whether any processor reads the token ids themselves; if none does, only the history's length
+    /// matters and the ids are neither read nor checked.
+    #[getter]
+    fn reads_history(&self) -> bool {
+        self.stateful
     }
 
     fn __len__(&self) -> usize {
