@@ -15,7 +15,7 @@ export FASTLOGITS_TOKENIZER ?= $(abspath ../shared/gpt2-tokenizer)
 endif
 FL := $(PY) -m fastlogits
 
-.PHONY: help venv build test test-rust test-python test-thorough fuzz soak demo bench lint fmt clean
+.PHONY: help venv build build-dev test test-rust test-python test-thorough fuzz soak demo bench lint fmt clean
 
 help: ## Show this help
 	@echo "fastlogits — targets:"
@@ -31,6 +31,9 @@ venv: $(STAMP) ## Create .venv with the test/bench dependencies (torch, transfor
 
 build: $(STAMP) ## Build the Rust extension (release) and install it into .venv
 	VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin develop --release --quiet
+
+build-dev: $(STAMP) ## Debug build of the extension (fast to compile; slow to run) for Python-side work
+	VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin develop --quiet
 
 test-rust: ## cargo test of the pure-Rust core (no Python needed)
 	cargo test --quiet

@@ -238,3 +238,23 @@ def test_sampling_chain_rejects_nan_in_a_later_row_and_restores_the_earlier_ones
     s[3, 50] = 0.0  # fixed: the same pipeline (and its history state) now works
     tokens = pipe.sample(ids, s, seed=0)
     assert tokens.shape == (4,)
+
+
+@pytest.mark.parametrize(
+    "call,cls",
+    [
+        (lambda: fl.TopPLogitsWarper(1.7), fl.ParameterError),
+        (lambda: fl.RepetitionPenaltyLogitsProcessor(1.2)(IDS[:1], scores()), fl.ShapeError),
+        (lambda: fl.TopKLogitsWarper(3)(IDS, np.full((2, 10), np.nan, np.float32)), fl.InvalidValueError),
+        (
+            lambda: fl.TemperatureLogitsWarper(0.5)(IDS, np.full((2, 10), 3e38, np.float32)),
+            fl.FloatOverflowError,
+        ),
+    ],
+)
+def test_each_core_error_has_its_class(call, cls):
+    """One class per core error variant, each an InvalidArgumentError (a ValueError) as before."""
+    with pytest.raises(cls) as e:
+        call()
+    assert isinstance(e.value, fl.InvalidArgumentError) and isinstance(e.value, ValueError)
+    assert type(e.value).__module__ == "fastlogits"

@@ -69,7 +69,7 @@ def test_thread_count_from_the_environment_is_bounded(value):
         assert r.returncode == 0, r.stderr  # within [0, 4096]: started
         return
     assert r.returncode != 0
-    assert "InvalidArgumentError" in r.stderr and "FASTLOGITS_NUM_THREADS" in r.stderr
+    assert "ParameterError" in r.stderr and "FASTLOGITS_NUM_THREADS" in r.stderr
     assert "[0, 4096]" in r.stderr and "Panic" not in r.stderr
 
 

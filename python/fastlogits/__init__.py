@@ -8,16 +8,18 @@ Same results as Hugging Face transformers 5.23, far less time per step.
 >>> next_tokens = fl.sample(scores, seed=0, step=t)
 """
 
-from ._native import (
+from ._native import __version__, check_environment, get_num_threads, set_num_threads
+from .beam import BeamSearch
+from .errors import (
     FastLogitsError,
+    FastLogitsInternalError,
+    FloatOverflowError,
     InvalidArgumentError,
     InvalidTypeError,
-    __version__,
-    check_environment,
-    get_num_threads,
-    set_num_threads,
+    InvalidValueError,
+    ParameterError,
+    ShapeError,
 )
-from .beam import BeamSearch
 from .pipeline import LogitsPipeline
 from .processors import *  # noqa: F403
 from .processors import __all__ as _processors_all
@@ -29,8 +31,13 @@ check_environment()
 __all__ = [
     "BeamSearch",
     "FastLogitsError",
+    "FastLogitsInternalError",
+    "FloatOverflowError",
     "InvalidArgumentError",
     "InvalidTypeError",
+    "InvalidValueError",
+    "ParameterError",
+    "ShapeError",
     "LogitsPipeline",
     "Sampler",
     "__version__",

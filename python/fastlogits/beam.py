@@ -92,16 +92,6 @@ def _physical_memory() -> float:
         return float("inf")
 
 
-def _early_stopping(x: Any) -> bool | str:
-    if x is None:
-        return False
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, str) and x == "never":
-        return "never"
-    raise _native.InvalidArgumentError(f"`early_stopping` must be a boolean or 'never', but is {x}.")
-
-
 class BeamSearch:
     """Beam search over a batch of prompts.
 
@@ -151,7 +141,8 @@ class BeamSearch:
                 f"`num_return_sequences` ({num_return_sequences}) has to be smaller or equal to `num_beams` "
                 f"({num_beams})."
             )
-        es = _early_stopping(early_stopping)
+        # True / False / "never": checked natively (a NumPy bool counts as a bool).
+        es = bool(early_stopping) if isinstance(early_stopping, np.bool_) else early_stopping
         if (
             isinstance(length_penalty, (bool, np.bool_))
             or not isinstance(length_penalty, (int, float, np.integer, np.floating))

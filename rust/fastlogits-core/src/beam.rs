@@ -71,18 +71,6 @@ pub enum EarlyStopping {
     Never,
 }
 
-impl EarlyStopping {
-    /// `"true"`, `"false"` or `"never"` (any case).
-    pub fn parse(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "true" => Ok(EarlyStopping::True),
-            "false" => Ok(EarlyStopping::False),
-            "never" => Ok(EarlyStopping::Never),
-            _ => Err(Error::param(format!("`early_stopping` must be a boolean or 'never', but is {s}."))),
-        }
-    }
-}
-
 /// Parameters of a beam search (the `generate` arguments of the same names).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BeamConfig {
@@ -1109,8 +1097,6 @@ mod tests {
         let mut c = BeamConfig::new(1, 2, 5);
         c.length_penalty = f64::NAN;
         assert!(BeamSearch::new(c, &p, 2).is_err());
-        assert!(EarlyStopping::parse("sometimes").is_err());
-        assert_eq!(EarlyStopping::parse("never").unwrap(), EarlyStopping::Never);
     }
 
     #[test]

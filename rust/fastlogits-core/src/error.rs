@@ -1,8 +1,8 @@
 //! The one error type of the core.
 //!
-//! Every variant is a user mistake that is detected *before* any buffer is written, so a call that
-//! returns an error has left its inputs unchanged. The Python bindings map each variant to a
-//! `ValueError` subclass (see `fastlogits-py`).
+//! Every variant but [`Error::Internal`] is detected *before* any buffer is written (or on a copy), so a
+//! call that returns an error has left its inputs unchanged. The Python bindings map each variant to its
+//! own exception class (see `fastlogits-py`'s `errors.rs`).
 
 use std::fmt;
 
@@ -16,6 +16,11 @@ pub enum Error {
     /// Values the algorithms cannot give a meaning to: NaN or +inf scores, token ids outside `[0, V)`,
     /// a row that is all `-inf` where a distribution is needed.
     InvalidValue(String),
+    /// A processor turned valid scores into NaN / `+inf` (float32 overflow: scores near its limits, or an
+    /// extreme parameter); the message names the processor.
+    Overflow(String),
+    /// A broken internal invariant: a bug in fastlogits, not the caller's mistake.
+    Internal(String),
 }
 
 impl Error {
@@ -28,9 +33,19 @@ impl Error {
     pub fn value(msg: impl Into<String>) -> Self {
         Error::InvalidValue(msg.into())
     }
+    pub fn overflow(msg: impl Into<String>) -> Self {
+        Error::Overflow(msg.into())
+    }
+    pub fn internal(msg: impl Into<String>) -> Self {
+        Error::Internal(msg.into())
+    }
     pub fn message(&self) -> &str {
         match self {
-            Error::InvalidParameter(m) | Error::Shape(m) | Error::InvalidValue(m) => m,
+            Error::InvalidParameter(m)
+            | Error::Shape(m)
+            | Error::InvalidValue(m)
+            | Error::Overflow(m)
+            | Error::Internal(m) => m,
         }
     }
 }

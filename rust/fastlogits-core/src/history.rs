@@ -195,11 +195,6 @@ impl RowHistory {
             true
         }
     }
-
-    /// Replaces this row's memory by a copy of another row's (beam reordering).
-    pub fn copy_from(&mut self, other: &RowHistory) {
-        self.clone_from(other);
-    }
 }
 
 #[cfg(test)]

@@ -288,14 +288,6 @@ dispatch_fn! {
 }
 
 dispatch_fn! {
-    /// Index of the first maximum (like `torch.argmax`): 0 for an empty or all `-inf` row.
-    pub fn argmax_first(row: &[f32]) -> usize {
-        let m = row_max(row);
-        row.iter().position(|&x| x == m).unwrap_or(0)
-    }
-}
-
-dispatch_fn! {
     /// How many elements are `>= thr`.
     pub fn count_at_least(row: &[f32], thr: f32) -> usize {
         let mut n = [0u32; LANES];
@@ -353,11 +345,5 @@ mod tests {
         assert!((st.sum - want).abs() / want < 1e-6);
         let want_xe: f64 = v.iter().map(|&x| ((x - m) as f64).exp() * (x - m) as f64).sum();
         assert!((st.sum_xe - want_xe).abs() / want_xe.abs() < 1e-6);
-    }
-
-    #[test]
-    fn argmax_is_first_maximum() {
-        assert_eq!(argmax_first(&[1.0, 3.0, 2.0, 3.0]), 1);
-        assert_eq!(argmax_first(&[f32::NEG_INFINITY; 5]), 0);
     }
 }

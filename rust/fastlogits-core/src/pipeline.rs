@@ -255,7 +255,11 @@ impl Pipeline {
                     if let Some(r) = bad_input {
                         let row = row_of(src.unwrap_or(scores), r, vocab);
                         return Err(crate::row_error(r, row, crate::kernels::scan_row(row), false)
-                            .unwrap_or_else(|| Error::value(format!("row {r} of scores is invalid"))));
+                            .unwrap_or_else(|| {
+                                Error::internal(format!(
+                                    "row {r} was flagged invalid, but no NaN / +inf is in it"
+                                ))
+                            }));
                     }
                     return Err(all_neg_inf(empty.unwrap_or(0)));
                 }
@@ -337,7 +341,7 @@ impl Pipeline {
             });
             if let Some(i) = work.iter().position(|x| x.is_nan() || *x == f32::INFINITY) {
                 let (r, c) = (i.checked_div(vocab).unwrap_or(0), i.checked_rem(vocab).unwrap_or(0));
-                return Err(Error::value(format!(
+                return Err(Error::overflow(format!(
                     "{} turned scores[{r}, {c}] = {:e} into {}: the result is beyond the float32 range \
                      (scores near ±{:e}, or an extreme parameter); the scores were left unchanged",
                     p.name(),

@@ -141,6 +141,7 @@ struct Shared {
 
 // SAFETY: `task` points to a `Sync` closure that outlives every call made through it (see `split_run`).
 unsafe impl Send for Shared {}
+// SAFETY: as above; the other fields are atomics and a mutex.
 unsafe impl Sync for Shared {}
 
 impl Shared {
@@ -196,6 +197,7 @@ impl Drop for WaitOnDrop<'_> {
 struct SendPtr<T>(*mut T);
 // SAFETY: used to hand out disjoint `&mut T` (one per claimed index) of a `Send` type.
 unsafe impl<T: Send> Send for SendPtr<T> {}
+// SAFETY: as above: no two threads ever get the same index.
 unsafe impl<T: Send> Sync for SendPtr<T> {}
 
 /// Runs `f(i, &mut items[i])` for every item on `threads` threads: the calling thread and `threads - 1`

@@ -63,6 +63,8 @@ pub fn ge_mask_checked(chunk: &[f32], cut: f32, check: bool) -> (u64, bool) {
     (m, bad)
 }
 
+/// # Safety
+/// The CPU supports AVX2, and `chunk` holds 64 floats (eight unaligned 8-float loads read it).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
@@ -74,7 +76,8 @@ unsafe fn ge_mask_avx2(chunk: &[f32], cut: f32, check: bool) -> (u64, bool) {
     let mut m = 0u64;
     let mut bad = _mm256_setzero_ps();
     for g in 0..8 {
-        let v = _mm256_loadu_ps(p.add(8 * g));
+        // SAFETY: 8 * g + 8 <= 64 = chunk.len() (the caller's contract); loadu needs no alignment.
+        let v = unsafe { _mm256_loadu_ps(p.add(8 * g)) };
         let ge = _mm256_cmp_ps::<_CMP_GE_OQ>(v, c);
         m |= (_mm256_movemask_ps(ge) as u32 as u64) << (8 * g);
         if check {

@@ -6,7 +6,8 @@ use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArray
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyString};
 
-use crate::{argument_error, borrow_f32_2d, dtype_name, map_err, type_error, usable};
+use crate::arrays::{borrow_f32_2d, dtype_name, usable};
+use crate::errors::{argument_error, core_err, type_error};
 
 /// Beam search state of `batch_size` entries x `num_beams` beams (transformers' `_beam_search`).
 ///
@@ -118,7 +119,7 @@ impl PyBeamSearch {
             seed,
         };
         let ids = p.as_slice().map_err(|e| argument_error(py, e.to_string()))?;
-        let inner = CoreBeamSearch::new(cfg, ids, len).map_err(|e| map_err(py, e))?;
+        let inner = CoreBeamSearch::new(cfg, ids, len).map_err(core_err)?;
         Ok(PyBeamSearch { inner: ForkSafeMutex::new(inner) })
     }
 
@@ -137,7 +138,7 @@ impl PyBeamSearch {
             }
             inner.step(buf, v)
         })?;
-        let out = out.map_err(|e| map_err(py, e))?;
+        let out = out.map_err(core_err)?;
         Ok((PyArray1::from_vec(py, out.next_tokens), PyArray1::from_vec(py, out.beam_idx), out.done))
     }
 
