@@ -74,7 +74,7 @@ demo: build ## The main job: GPT-2 generation with the full sampling chain, next
 bench: build ## Full benchmarks vs transformers (processors, beam, generation): benches/results/*.md|json|png
 	$(PY) benches/bench_processors.py
 	$(PY) benches/bench_beam.py
-	$(PY) -m fastlogits.bench_generate --out benches/results
+	$(PY) benches/bench_generate.py
 
 lint: $(STAMP) ## cargo fmt --check, clippy, ruff check + format --check
 	cargo fmt --all -- --check

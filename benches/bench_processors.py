@@ -1,7 +1,7 @@
 """Full processor benchmark against transformers (``make bench``).
 
 Writes ``benches/results/processors.{md,json,png}`` and prints the Markdown table. Extra arguments are
-passed on to ``python -m fastlogits.bench`` (e.g. ``--only top_p,chain``); see ``benches/README.md``.
+passed on to the harness (e.g. ``--only top_p,chain`` or ``--quick``); see ``benches/README.md``.
 """
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from fastlogits.bench import main
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from harness.processors import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main(["--out", str(RESULTS), *sys.argv[1:]]))
+    sys.exit(main(["--out", str(HERE / "results"), *sys.argv[1:]]))

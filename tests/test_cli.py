@@ -211,8 +211,14 @@ def test_bench_quick_writes_tables_json_and_pngs(cli, monkeypatch, tmp_path):
     # here the same command writes its tables, JSON and charts from the smallest settings: each kind of
     # processor case of the quick set once (B = 1), 3 timed calls per implementation, no waiting for a quiet
     # machine; one generation case of 2 new tokens on a one-layer GPT-2 body (GPT-2's vocabulary).
+    import importlib
+    from pathlib import Path
+
     import transformers
-    from fastlogits import bench, bench_generate
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benches"))
+    bench = importlib.import_module("harness.processors")  # the modules `fastlogits bench` imports
+    bench_generate = importlib.import_module("harness.generate")
 
     one_of_each: dict[tuple[str, int], bench.Case] = {}
     for case in bench.quick_cases():
@@ -359,6 +365,15 @@ def test_bad_plot_path(cli, tmp_path, where, needles):
 )
 def test_empty_or_too_short_texts(cli, args, needles):
     assert_one_line_error(cli(*args), *needles)
+
+
+def test_bench_outside_a_checkout_says_where_it_runs(cli, monkeypatch, tmp_path):
+    import fastlogits.cli as cli_module
+
+    monkeypatch.setattr(cli_module, "__file__", str(tmp_path / "site-packages" / "fastlogits" / "cli.py"))
+    monkeypatch.chdir(tmp_path)
+    assert_one_line_error(cli("bench", "--quick"), "bench", "source checkout")
+    assert not any(tmp_path.iterdir()), "bench wrote into the current directory"
 
 
 def test_bench_out_not_a_writable_directory(cli, tmp_path):

@@ -525,13 +525,33 @@ def _check_out_dir(args: argparse.Namespace, out: str) -> None:
         ) from None
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    """Processor benchmark, then end-to-end generation benchmark, both against transformers."""
-    from . import bench, bench_generate
+def _benchmark_harness():
+    """The benchmark harness of a source checkout (`benches/harness`, not part of the installed package):
+    the checkout this package was installed from in development mode, or the current directory."""
+    import importlib
+    from pathlib import Path
 
+    here = Path(__file__).resolve()
+    for root in (here.parents[2], Path.cwd()):
+        if (root / "benches" / "harness" / "__init__.py").is_file():
+            sys.path.insert(0, str(root / "benches"))
+            try:
+                return importlib.import_module("harness.processors"), importlib.import_module(
+                    "harness.generate"
+                )
+            finally:
+                sys.path.remove(str(root / "benches"))
+    raise UsageError(
+        "bench: the benchmarks run from a source checkout of fastlogits (their harness is in its benches/ "
+        "directory, not in the installed package): run `make bench` or `fastlogits bench` there"
+    )
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Processor benchmark, then end-to-end generation benchmark, both against transformers. Results are
+    printed; files are written only with --out."""
+    bench, bench_generate = _benchmark_harness()
     out = args.out
-    if out is None and os.path.isdir(os.path.join("benches", "results")):
-        out = os.path.join("benches", "results")
     argv = ["--quick"] if args.quick else []
     if out:
         _check_out_dir(args, out)
@@ -603,7 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Processor benchmarks against transformers in the same run (table, JSON, PNG).",
     )
     p.add_argument("--quick", action="store_true", help="a subset, in about a minute")
-    p.add_argument("--out", metavar="DIR", help="where to write results (default: benches/results or .)")
+    p.add_argument("--out", metavar="DIR", help="also write the results (tables, JSON, charts) into DIR")
     p.set_defaults(func=cmd_bench)
     return parser
 

@@ -23,7 +23,8 @@ Method (see ``benches/README.md``):
 
 torch, transformers and matplotlib are imported lazily: ``import fastlogits`` does not need them.
 
-Usage: ``python -m fastlogits.bench [--quick] [--out DIR] [--only top_p,chain]``.
+Usage: ``python benches/bench_processors.py [--quick] [--out DIR] [--only top_p,chain]`` (or ``fastlogits bench``
+from a checkout).
 """
 
 from __future__ import annotations
@@ -560,10 +561,9 @@ def _native_build() -> dict[str, Any]:
 
 
 def _machine() -> dict[str, Any]:
+    import fastlogits as fl
     import torch
     import transformers
-
-    import fastlogits as fl
 
     cpu = platform.processor() or platform.machine()
     try:

@@ -4,7 +4,7 @@ The same model (GPT-2 small's shape, random weights, CPU), the same prompt and a
 run with the implementations interleaved rep by rep; medians. A bare loop (transformers forward + KV cache +
 argmax, nothing else) is the floor: what any driver pays for the model itself.
 
-    python -m fastlogits.bench_generate [--quick] [--out DIR]
+    python benches/bench_generate.py [--quick] [--out DIR]
 """
 
 from __future__ import annotations
@@ -51,11 +51,10 @@ def _bare_loop(model, ids, new_tokens: int) -> None:
 
 
 def run_generate_bench(quick: bool = False, reps: int | None = None, log=print) -> dict[str, Any]:
+    import fastlogits as fl
     import torch
     import transformers
     from transformers import GPT2Config, GPT2LMHeadModel
-
-    import fastlogits as fl
 
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config()).eval()
@@ -166,7 +165,7 @@ def to_markdown(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m fastlogits.bench_generate", description=__doc__)
+    ap = argparse.ArgumentParser(prog="benches/bench_generate.py", description=__doc__)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--reps", type=int)
     ap.add_argument("--out", metavar="DIR")

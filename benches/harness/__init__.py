@@ -1,0 +1,3 @@
+"""The benchmark harness (not part of the installed package): inputs, timing, machine information and reports
+for `benches/bench_processors.py` (`processors`), `benches/bench_generate.py` (`generate`) and
+`benches/bench_beam.py`. The `fastlogits bench` command imports it from a source checkout."""
