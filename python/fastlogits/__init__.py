@@ -47,15 +47,17 @@ __all__ = [
     "sample",
     "set_num_threads",
     "top_logprobs",
-    "generate",  # noqa: F405 (lazy, see __getattr__)
-    "stream",  # noqa: F405
-    "hf",  # noqa: F405
     *_processors_all,
 ]
 
-# The model side needs torch and transformers: imported on first use, so that the processors and samplers
-# work with NumPy alone.
-_LAZY = {"generate": ("_generate", "generate"), "stream": ("_generate", "stream"), "hf": ("hf", None)}
+# The model side needs torch and transformers: imported on first use (and not by `from fastlogits import *`),
+# so that the processors and samplers work with NumPy alone.
+_LAZY = {
+    "generate": ("transformers.generation", "generate"),
+    "stream": ("transformers.generation", "stream"),
+    "hf": ("hf", None),
+    "transformers": ("transformers", None),
+}
 
 
 def __getattr__(name: str):

@@ -41,13 +41,13 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from . import _native
 from ._arrays import as_ids, as_scores, is_torch, to_like
+from ._validate import check_seed, is_int, positive_int
 
 __all__ = ["BeamSearch", "BeamSearchOutput"]
 
@@ -61,23 +61,13 @@ class BeamSearchOutput(NamedTuple):
     beam_indices: Any  # (B * num_return_sequences, generated) int64, -1 padded
 
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
-
-
-def _positive_int(name: str, x: Any) -> int:
-    if not _is_int(x) or x < 1:
-        raise _native.InvalidArgumentError(f"`{name}` has to be a positive integer, but is {x!r}")
-    return int(x)
-
-
 def _id_list(name: str, x: Any) -> list[int] | None:
     if x is None:
         return None
     if is_torch(x) or isinstance(x, np.ndarray):
         x = x.tolist()
-    ids = [x] if _is_int(x) else list(x) if isinstance(x, (list, tuple)) else None
-    if ids is None or not all(_is_int(t) and -(2**63) <= t < 2**63 for t in ids):
+    ids = [x] if is_int(x) else list(x) if isinstance(x, (list, tuple)) else None
+    if ids is None or not all(is_int(t) and -(2**63) <= t < 2**63 for t in ids):
         raise _native.InvalidArgumentError(
             f"`{name}` has to be an int or a list of ints (token ids, within int64), but is {x!r}"
         )
@@ -134,8 +124,8 @@ class BeamSearch:
     ):
         self._like = input_ids
         ids = as_ids(input_ids).astype(np.int64, copy=False)
-        num_beams = _positive_int("num_beams", num_beams)
-        num_return_sequences = _positive_int("num_return_sequences", num_return_sequences)
+        num_beams = positive_int("num_beams", num_beams)
+        num_return_sequences = positive_int("num_return_sequences", num_return_sequences)
         if num_return_sequences > num_beams:
             raise _native.InvalidArgumentError(
                 f"`num_return_sequences` ({num_return_sequences}) has to be smaller or equal to `num_beams` "
@@ -154,28 +144,25 @@ class BeamSearch:
         if (max_length is None) == (max_new_tokens is None):
             raise _native.InvalidArgumentError("give exactly one of `max_length` and `max_new_tokens`")
         if max_new_tokens is not None:
-            if not _is_int(max_new_tokens) or max_new_tokens <= 0:
+            if not is_int(max_new_tokens) or max_new_tokens <= 0:
                 raise _native.InvalidArgumentError(
                     f"`max_new_tokens` must be greater than 0, but is {max_new_tokens}."
                 )
             max_length = ids.shape[1] + int(max_new_tokens)
-        elif not _is_int(max_length) or max_length < 0:
+        elif not is_int(max_length) or max_length < 0:
             raise _native.InvalidArgumentError(
                 f"`max_length` has to be a non-negative integer, but is {max_length!r}"
             )
         if ids.shape[0] == 0:
             raise _native.InvalidArgumentError("`input_ids` has no rows: the batch must not be empty")
         eos = _id_list("eos_token_id", eos_token_id)
-        if pad_token_id is not None and (not _is_int(pad_token_id) or not -(2**63) <= pad_token_id < 2**63):
+        if pad_token_id is not None and (not is_int(pad_token_id) or not -(2**63) <= pad_token_id < 2**63):
             raise _native.InvalidArgumentError(
                 f"`pad_token_id` has to be an int (a token id, within int64), but is {pad_token_id!r}"
             )
         if not isinstance(do_sample, (bool, np.bool_)):
             raise _native.InvalidArgumentError(f"`do_sample` has to be a bool, but is {do_sample!r}")
-        if seed is None:
-            seed = secrets.randbits(64)
-        elif not _is_int(seed) or not 0 <= seed < 2**64:
-            raise _native.InvalidArgumentError(f"`seed` has to be an int in [0, 2**64), but is {seed!r}")
+        seed = check_seed(seed)
         if int(max_length) >= 2**63:
             raise _native.InvalidArgumentError(f"`max_length` has to be below 2**63, but is {max_length}")
         rows = ids.shape[0] * num_beams

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._generate import generate as _generate
-from ._generate import stream as _stream
 from ._native import InvalidArgumentError
 from .processors import TemperatureLogitsWarper
 from .sampling import top_logprobs
+from .transformers.generation import generate as _generate
+from .transformers.generation import stream as _stream
 
 __all__ = ["GPT2", "TokenProb", "ModelLoadError", "load_config", "load_tokenizer", "readable_token"]
 

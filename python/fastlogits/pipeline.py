@@ -10,7 +10,8 @@ import numpy as np
 
 from . import _native
 from ._arrays import is_torch, to_like
-from ._native import InvalidArgumentError, InvalidTypeError
+from ._validate import check_seed, check_step, token_list
+from .errors import InvalidArgumentError, InvalidTypeError
 from .processors import (
     EpsilonLogitsWarper,
     EtaLogitsWarper,
@@ -32,11 +33,9 @@ from .processors import (
     TopKLogitsWarper,
     TopPLogitsWarper,
     TypicalLogitsWarper,
-    _token_list,
     apply_native,
     sample_native,
 )
-from .sampling import _seed, _step
 
 __all__ = ["LogitsPipeline", "GENERATION_DEFAULTS", "check_generation_values"]
 
@@ -169,7 +168,7 @@ def _resolve(generation_config: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _eos_list(eos: Any) -> list[int] | None:
-    return None if eos is None else _token_list(eos, "eos_token_id")
+    return None if eos is None else token_list(eos, "eos_token_id")
 
 
 def _not_one(value: Any, name: str = "value") -> bool:
@@ -258,7 +257,9 @@ class LogitsPipeline:
         A row the processors leave all ``-inf`` raises ``InvalidArgumentError`` after the scores have been
         processed. With inputs that need converting (see :mod:`fastlogits.processors`) the processed
         scores are not given back: call the pipeline, then :func:`fastlogits.sample`, to get them."""
-        tokens = sample_native(self._pipe, input_ids, scores, _seed(seed), _step(step), bool(write_scores))
+        tokens = sample_native(
+            self._pipe, input_ids, scores, check_seed(seed), check_step(step), bool(write_scores)
+        )
         return to_like(tokens, scores) if is_torch(scores) else tokens
 
     def reset(self) -> None:

@@ -43,7 +43,17 @@ import numpy as np
 
 from . import _native
 from ._arrays import as_ids, as_scores, batch_size, in_place, is_torch, to_like
-from ._native import InvalidArgumentError, InvalidTypeError
+from ._validate import (
+    as_float,
+    check_min_tokens,
+    int_min_tokens,
+    is_int,
+    per_row,
+    scalar,
+    token_iterable,
+    token_list,
+)
+from .errors import InvalidArgumentError, InvalidTypeError
 
 __all__ = [
     "FastLogitsProcessor",
@@ -140,77 +150,6 @@ def sample_native(
     return tokens
 
 
-def _per_row(value: Any, name: str) -> Any:
-    """A per-row parameter (list / 1-D array / 1-D tensor) as a list, or None if `value` is a scalar (a
-    0-d array or tensor counts as one, as in transformers)."""
-    if is_torch(value):
-        if value.device.type == "meta":
-            raise InvalidArgumentError(f"`{name}` is a tensor on the meta device (it holds no values)")
-        value = value.detach().cpu().numpy()
-    if isinstance(value, np.ndarray):
-        if value.ndim > 1:
-            raise InvalidArgumentError(
-                f"`{name}` has to be a number or one number per row (1-D), got shape {value.shape}"
-            )
-        return None if value.ndim == 0 else value.tolist()
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return None
-
-
-def _scalar(value: Any) -> Any:
-    """A 0-d array / tensor as a Python number (other values unchanged)."""
-    if (is_torch(value) or isinstance(value, np.ndarray)) and value.ndim == 0:
-        return value.item()
-    return value
-
-
-def _token_list(ids: Any, name: str) -> list[int]:
-    """int | list[int] | tensor | array -> list[int] (transformers' `eos_token_id` forms)."""
-    if is_torch(ids) or isinstance(ids, np.ndarray):
-        ids = ids.tolist()
-    if _is_int(ids):
-        return [int(ids)]
-    try:
-        return [int(t) for t in ids]
-    except (TypeError, ValueError, OverflowError):
-        raise InvalidArgumentError(f"`{name}` has to be an int or a list of ints, but is {ids!r}") from None
-
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
-
-
-def _float(value: Any, name: str, what: str) -> float:
-    """`float(value)` as transformers converts the argument, failing with a fastlogits error."""
-    try:
-        return float(_scalar(value))
-    except (TypeError, ValueError, OverflowError):
-        raise InvalidArgumentError(f"`{name}` has to be {what}, but is {value!r}") from None
-
-
-# Type checks live here (only Python can tell an int from a float); ranges are checked natively,
-# with the same messages.
-
-
-def _check_min_tokens(min_tokens_to_keep: Any) -> None:
-    """transformers' `isinstance(min_tokens_to_keep, int) and min_tokens_to_keep >= 1` (the range natively)."""
-    if not isinstance(min_tokens_to_keep, int):
-        raise InvalidArgumentError(
-            f"`min_tokens_to_keep` has to be a positive integer, but is {min_tokens_to_keep}"
-        )
-
-
-def _int_min_tokens(min_tokens_to_keep: Any) -> int:
-    """transformers' `int(min_tokens_to_keep)` (epsilon, eta)."""
-    try:
-        return int(min_tokens_to_keep)
-    except (TypeError, ValueError, OverflowError):
-        raise InvalidArgumentError(
-            f"`min_tokens_to_keep` has to be a positive integer, but is {min_tokens_to_keep!r}"
-        ) from None
-
-
 class FastLogitsProcessor:
     """Base class: a configured native processor, callable on its own or combined in a
     :class:`fastlogits.LogitsPipeline`.
@@ -260,7 +199,7 @@ class TemperatureLogitsWarper(FastLogitsProcessor):
     """
 
     def __init__(self, temperature: float | Sequence[float]):
-        rows = _per_row(temperature, "temperature")
+        rows = per_row(temperature, "temperature")
         if rows is None and not isinstance(temperature, float):
             raise InvalidArgumentError(
                 f"`temperature` (={temperature}) has to be a strictly positive float, otherwise your next "
@@ -277,10 +216,10 @@ class TopKLogitsWarper(FastLogitsProcessor):
     def __init__(
         self, top_k: int | Sequence[int], filter_value: float = NEG_INF, min_tokens_to_keep: int = 1
     ):
-        rows = _per_row(top_k, "top_k")
+        rows = per_row(top_k, "top_k")
         if rows is None and not isinstance(top_k, int):
             raise InvalidArgumentError(f"`top_k` has to be a strictly positive integer, but is {top_k}")
-        if rows is not None and not all(_is_int(k) for k in rows):
+        if rows is not None and not all(is_int(k) for k in rows):
             raise InvalidArgumentError(f"`top_k` has to hold strictly positive integers, but is {rows}")
         if not isinstance(min_tokens_to_keep, (int, np.integer)):
             raise InvalidArgumentError(
@@ -291,7 +230,7 @@ class TopKLogitsWarper(FastLogitsProcessor):
         self.min_tokens_to_keep = min_tokens_to_keep
         self._spec = _native.Processor.top_k(
             top_k if rows is None else rows,
-            _float(filter_value, "filter_value", "a float"),
+            as_float(filter_value, "filter_value", "a float"),
             int(min_tokens_to_keep),
         )
 
@@ -311,15 +250,15 @@ class TopPLogitsWarper(FastLogitsProcessor):
     def __init__(
         self, top_p: float | Sequence[float], filter_value: float = NEG_INF, min_tokens_to_keep: int = 1
     ):
-        rows = _per_row(top_p, "top_p")
+        rows = per_row(top_p, "top_p")
         if rows is None:
-            top_p = _float(top_p, "top_p", "a float > 0 and < 1")
-        _check_min_tokens(min_tokens_to_keep)
+            top_p = as_float(top_p, "top_p", "a float > 0 and < 1")
+        check_min_tokens(min_tokens_to_keep)
         self.top_p = top_p if rows is None else rows
         self.filter_value = filter_value
         self.min_tokens_to_keep = min_tokens_to_keep
         self._spec = _native.Processor.top_p(
-            self.top_p, _float(filter_value, "filter_value", "a float"), min_tokens_to_keep
+            self.top_p, as_float(filter_value, "filter_value", "a float"), min_tokens_to_keep
         )
 
 
@@ -333,19 +272,17 @@ class MinPLogitsWarper(FastLogitsProcessor):
     def __init__(
         self, min_p: float | Sequence[float], filter_value: float = NEG_INF, min_tokens_to_keep: int = 1
     ):
-        rows = _per_row(min_p, "min_p")
-        scalar = _scalar(min_p)
-        if rows is None and not isinstance(scalar, (int, float, np.number)):
+        rows = per_row(min_p, "min_p")
+        value = scalar(min_p)
+        if rows is None and not isinstance(value, (int, float, np.number)):  # (transformers: no float())
             raise InvalidArgumentError(f"`min_p` has to be a float in the [0, 1] interval, but is {min_p!r}")
-        if rows is None:
-            scalar = _float(scalar, "min_p", "a float in the [0, 1] interval")
-        _check_min_tokens(min_tokens_to_keep)
+        check_min_tokens(min_tokens_to_keep)
         self.min_p = min_p if rows is None else rows
         self.filter_value = filter_value
         self.min_tokens_to_keep = min_tokens_to_keep
         self._spec = _native.Processor.min_p(
-            float(scalar) if rows is None else rows,
-            _float(filter_value, "filter_value", "a float"),
+            as_float(value, "min_p", "a float in the [0, 1] interval") if rows is None else rows,
+            as_float(filter_value, "filter_value", "a float"),
             min_tokens_to_keep,
         )
 
@@ -358,13 +295,13 @@ class TypicalLogitsWarper(FastLogitsProcessor):
     is itself off by about that much, so the masks can then differ by tokens of that total mass."""
 
     def __init__(self, mass: float = 0.9, filter_value: float = NEG_INF, min_tokens_to_keep: int = 1):
-        mass = _float(mass, "typical_p", "a float > 0 and < 1")
-        _check_min_tokens(min_tokens_to_keep)
+        mass = as_float(mass, "typical_p", "a float > 0 and < 1")
+        check_min_tokens(min_tokens_to_keep)
         self.mass = mass
         self.filter_value = filter_value
         self.min_tokens_to_keep = min_tokens_to_keep
         self._spec = _native.Processor.typical(
-            mass, _float(filter_value, "filter_value", "a float"), min_tokens_to_keep
+            mass, as_float(filter_value, "filter_value", "a float"), min_tokens_to_keep
         )
 
 
@@ -372,13 +309,13 @@ class EpsilonLogitsWarper(FastLogitsProcessor):
     """Removes tokens with ``prob < epsilon`` except the ``min_tokens_to_keep`` most likely (in place)."""
 
     def __init__(self, epsilon: float, filter_value: float = NEG_INF, min_tokens_to_keep: int = 1):
-        epsilon = _float(epsilon, "epsilon_cutoff", "a float > 0 and < 1")
-        min_tokens_to_keep = _int_min_tokens(min_tokens_to_keep)
+        epsilon = as_float(epsilon, "epsilon_cutoff", "a float > 0 and < 1")
+        min_tokens_to_keep = int_min_tokens(min_tokens_to_keep)
         self.epsilon = epsilon
         self.filter_value = filter_value
         self.min_tokens_to_keep = min_tokens_to_keep
         self._spec = _native.Processor.epsilon(
-            epsilon, _float(filter_value, "filter_value", "a float"), min_tokens_to_keep
+            epsilon, as_float(filter_value, "filter_value", "a float"), min_tokens_to_keep
         )
 
 
@@ -389,28 +326,28 @@ class EtaLogitsWarper(FastLogitsProcessor):
     def __init__(
         self, epsilon: float, filter_value: float = NEG_INF, min_tokens_to_keep: int = 1, device: str = "cpu"
     ):
-        epsilon = _float(epsilon, "eta_cutoff", "a float > 0 and < 1")
-        min_tokens_to_keep = _int_min_tokens(min_tokens_to_keep)
+        epsilon = as_float(epsilon, "eta_cutoff", "a float > 0 and < 1")
+        min_tokens_to_keep = int_min_tokens(min_tokens_to_keep)
         self.epsilon = epsilon
         self.filter_value = filter_value
         self.min_tokens_to_keep = min_tokens_to_keep
         self._spec = _native.Processor.eta(
-            epsilon, _float(filter_value, "filter_value", "a float"), min_tokens_to_keep
+            epsilon, as_float(filter_value, "filter_value", "a float"), min_tokens_to_keep
         )
 
 
 def _ignore_lengths(prompt_ignore_length: Any) -> Any:
     if prompt_ignore_length is None:
         return 0
-    rows = _per_row(prompt_ignore_length, "prompt_ignore_length")
+    rows = per_row(prompt_ignore_length, "prompt_ignore_length")
     if rows is not None:
-        if not all(_is_int(n) for n in rows):
+        if not all(is_int(n) for n in rows):
             raise InvalidArgumentError(
                 f"`prompt_ignore_length` has to hold one integer per row, but is {prompt_ignore_length!r}"
             )
         return [int(n) for n in rows]
-    value = _scalar(prompt_ignore_length)
-    if not _is_int(value):
+    value = scalar(prompt_ignore_length)
+    if not is_int(value):
         raise InvalidArgumentError(
             f"`prompt_ignore_length` has to be an int or a 1-D tensor, but is {prompt_ignore_length!r}"
         )
@@ -425,7 +362,7 @@ class RepetitionPenaltyLogitsProcessor(FastLogitsProcessor):
     """
 
     def __init__(self, penalty: float | Sequence[float], prompt_ignore_length: Any = None):
-        rows = _per_row(penalty, "penalty")
+        rows = per_row(penalty, "penalty")
         if rows is None and not isinstance(penalty, float):
             raise InvalidArgumentError(f"`penalty` has to be a strictly positive float, but is {penalty}")
         self.penalty = penalty if rows is None else rows
@@ -444,7 +381,7 @@ class PresencePenaltyLogitsProcessor(FastLogitsProcessor):
         self.penalty = penalty
         self.prompt_length = prompt_length
         self._spec = _native.Processor.presence_penalty(
-            _float(penalty, "presence_penalty", "a float in [-2, 2]"), prompt_length
+            as_float(penalty, "presence_penalty", "a float in [-2, 2]"), prompt_length
         )
 
 
@@ -456,7 +393,7 @@ class FrequencyPenaltyLogitsProcessor(FastLogitsProcessor):
         self.penalty = penalty
         self.prompt_length = prompt_length
         self._spec = _native.Processor.frequency_penalty(
-            _float(penalty, "frequency_penalty", "a float in [-2, 2]"), prompt_length
+            as_float(penalty, "frequency_penalty", "a float in [-2, 2]"), prompt_length
         )
 
 
@@ -475,7 +412,7 @@ class NoRepeatNGramLogitsProcessor(FastLogitsProcessor):
 
 
 def _check_token_lists(lists: Any, name: str, what: str) -> None:
-    if any(any((not _is_int(t) or t < 0) for t in seq) for seq in lists):
+    if any(any((not is_int(t) or t < 0) for t in seq) for seq in lists):
         raise InvalidArgumentError(
             f"Each list in `{name}` has to be a list of positive integers, but is {what}."
         )
@@ -499,7 +436,7 @@ class SequenceBiasLogitsProcessor(FastLogitsProcessor):
                 raise InvalidArgumentError(
                     f"`sequence_bias` has to be a dict with tuples as keys, but is {sb}."
                 )
-            if any(any((not _is_int(t) or t < 0) for t in k) or len(k) == 0 for k in sb):
+            if any(any((not is_int(t) or t < 0) for t in k) or len(k) == 0 for k in sb):
                 raise InvalidArgumentError(
                     "Each key in `sequence_bias` has to be a non-empty tuple of positive integers, but is "
                     f"{sb}."
@@ -517,7 +454,7 @@ class SequenceBiasLogitsProcessor(FastLogitsProcessor):
                     isinstance(pair, (list, tuple))
                     and len(pair) >= 2
                     and isinstance(pair[0], list)
-                    and all(_is_int(t) and t >= 0 for t in pair[0])
+                    and all(is_int(t) and t >= 0 for t in pair[0])
                     and isinstance(pair[1], float)
                 )
 
@@ -544,7 +481,7 @@ class NoBadWordsLogitsProcessor(FastLogitsProcessor):
         if any(not isinstance(w, list) for w in bad_words_ids):
             raise InvalidArgumentError(f"`bad_words_ids` has to be a list of lists, but is {bad_words_ids}.")
         _check_token_lists(bad_words_ids, "bad_words_ids", str(bad_words_ids))
-        eos = None if eos_token_id is None else _token_list(eos_token_id, "eos_token_id")
+        eos = None if eos_token_id is None else token_list(eos_token_id, "eos_token_id")
         self._spec = _native.Processor.bad_words([list(map(int, w)) for w in bad_words_ids], eos)
 
 
@@ -556,13 +493,13 @@ class LogitBiasLogitsProcessor(FastLogitsProcessor):
             raise InvalidArgumentError(
                 f"`logit_bias` has to be a dict {{token_id: bias}}, but is {logit_bias!r}"
             )
-        if any(not _is_int(t) for t in logit_bias):
+        if any(not is_int(t) for t in logit_bias):
             raise InvalidArgumentError(
                 f"`logit_bias` keys have to be token ids (ints), but are {list(logit_bias)}"
             )
         self.logit_bias = logit_bias
         self._spec = _native.Processor.logit_bias(
-            [(int(t), _float(b, "logit_bias", "a dict of float biases")) for t, b in logit_bias.items()]
+            [(int(t), as_float(b, "logit_bias", "a dict of float biases")) for t, b in logit_bias.items()]
         )
 
 
@@ -575,7 +512,7 @@ class MinLengthLogitsProcessor(FastLogitsProcessor):
         if not isinstance(min_length, int):
             raise InvalidArgumentError(f"`min_length` has to be a non-negative integer, but is {min_length}")
         self.min_length = min_length
-        self.eos_token_id = _token_list(eos_token_id, "eos_token_id")
+        self.eos_token_id = token_list(eos_token_id, "eos_token_id")
         self._spec = _native.Processor.min_length(min_length, self.eos_token_id)
 
 
@@ -594,28 +531,17 @@ class MinNewTokensLengthLogitsProcessor(FastLogitsProcessor):
                 raise InvalidArgumentError(f"`{name}` has to be a positive integer, but is {value}")
         self.prompt_length_to_skip = prompt_length_to_skip
         self.min_new_tokens = min_new_tokens
-        self.eos_token_id = _token_list(eos_token_id, "eos_token_id")
+        self.eos_token_id = token_list(eos_token_id, "eos_token_id")
         self._spec = _native.Processor.min_new_tokens(
             prompt_length_to_skip, min_new_tokens, self.eos_token_id
         )
-
-
-def _token_iterable(tokens: Any, name: str) -> list[int]:
-    """transformers' `torch.tensor(list(tokens))`."""
-    if is_torch(tokens) or isinstance(tokens, np.ndarray):
-        tokens = tokens.tolist()
-    try:
-        tokens = list(tokens)
-    except TypeError:
-        raise InvalidArgumentError(f"`{name}` has to be a list of token ids, but is {tokens!r}") from None
-    return _token_list(tokens, name)
 
 
 class SuppressTokensLogitsProcessor(FastLogitsProcessor):
     """``suppress_tokens`` get ``-inf`` at every step (ids outside the vocabulary suppress nothing)."""
 
     def __init__(self, suppress_tokens: Any, device: str = "cpu"):
-        self.suppress_tokens = _token_iterable(suppress_tokens, "suppress_tokens")
+        self.suppress_tokens = token_iterable(suppress_tokens, "suppress_tokens")
         self._spec = _native.Processor.suppress_tokens(self.suppress_tokens)
 
 
@@ -624,15 +550,15 @@ class SuppressTokensAtBeginLogitsProcessor(FastLogitsProcessor):
     (transformers compares without validating: a negative or non-integral index never matches)."""
 
     def __init__(self, begin_suppress_tokens: Any, begin_index: int, device: str = "cpu"):
-        self.begin_suppress_tokens = _token_iterable(begin_suppress_tokens, "begin_suppress_tokens")
+        self.begin_suppress_tokens = token_iterable(begin_suppress_tokens, "begin_suppress_tokens")
         self.set_begin_index(begin_index)
 
     def set_begin_index(self, begin_index: int) -> None:
         self.begin_index = begin_index
-        value = _scalar(begin_index)
+        value = scalar(begin_index)
         if isinstance(value, (float, np.floating)) and float(value).is_integer():
             value = int(value)
-        index = int(value) if _is_int(value) or isinstance(value, bool) else -1  # -1: never
+        index = int(value) if is_int(value) or isinstance(value, bool) else -1  # -1: never
         self._spec = _native.Processor.suppress_tokens_at_begin(self.begin_suppress_tokens, index)
         self._pipe = None
 
@@ -655,14 +581,14 @@ class ExponentialDecayLengthPenalty(FastLogitsProcessor):
                 "`exponential_decay_length_penalty` has to be a (start, factor) tuple, but is "
                 f"{exponential_decay_length_penalty!r}"
             ) from None
-        start = _float(start, "exponential_decay_length_penalty", "a (start, factor) tuple of numbers")
-        factor = _float(factor, "exponential_decay_length_penalty", "a (start, factor) tuple of numbers")
-        length = _float(input_ids_seq_length, "input_ids_seq_length", "a number")
+        start = as_float(start, "exponential_decay_length_penalty", "a (start, factor) tuple of numbers")
+        factor = as_float(factor, "exponential_decay_length_penalty", "a (start, factor) tuple of numbers")
+        length = as_float(input_ids_seq_length, "input_ids_seq_length", "a number")
         self.regulation_start = start + length
         self.regulation_factor = factor
         if is_torch(eos_token_id) and eos_token_id.is_floating_point():
             raise InvalidArgumentError(
                 f"`eos_token_id` has to be a list of positive integers, but is {eos_token_id}"
             )
-        self.eos_token_id = _token_list(eos_token_id, "eos_token_id")
+        self.eos_token_id = token_list(eos_token_id, "eos_token_id")
         self._spec = _native.Processor.exponential_decay(start, factor, self.eos_token_id, length)

@@ -7,13 +7,13 @@ input's device when the input is a tensor.
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 import numpy as np
 
 from . import _native
 from ._arrays import as_scores, to_like
+from ._validate import check_seed, check_step
 
 __all__ = ["sample", "greedy", "log_softmax", "top_logprobs", "Sampler"]
 
@@ -21,14 +21,6 @@ __all__ = ["sample", "greedy", "log_softmax", "top_logprobs", "Sampler"]
 def _read(scores: Any) -> np.ndarray:
     work, _ = as_scores(scores)
     return work
-
-
-def _seed(seed: int | None) -> int:
-    if seed is None:
-        return secrets.randbits(64)
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed < 2**64:
-        raise _native.InvalidArgumentError(f"`seed` has to be an int in [0, 2**64), but is {seed!r}")
-    return int(seed)
 
 
 def sample(scores: Any, *, seed: int | None = None, step: int = 0) -> Any:
@@ -39,17 +31,11 @@ def sample(scores: Any, *, seed: int | None = None, step: int = 0) -> Any:
     decoding step (or use :class:`Sampler`). ``seed=None`` draws a fresh seed. ``-inf`` scores have
     probability 0; a row that is all ``-inf``, or holds NaN / ``+inf``, raises ``InvalidArgumentError``.
     """
-    seed, step = _seed(seed), _step(step)
+    seed, step = check_seed(seed), check_step(step)
     out = _native.sample(scores, seed, step)  # None: not a C-contiguous float32 array, convert
     if out is None:
         return to_like(_native.sample(_read(scores), seed, step), scores)
     return out
-
-
-def _step(step: Any) -> int:
-    if not isinstance(step, (int, np.integer)) or isinstance(step, bool) or not 0 <= step < 2**64:
-        raise _native.InvalidArgumentError(f"`step` has to be an int in [0, 2**64), but is {step!r}")
-    return int(step)
 
 
 def greedy(scores: Any) -> Any:
@@ -81,7 +67,7 @@ class Sampler:
     """
 
     def __init__(self, seed: int | None = None):
-        self.seed = _seed(seed)
+        self.seed = check_seed(seed)
         self.step = 0
 
     def __call__(self, scores: Any) -> Any:

@@ -1,0 +1,308 @@
+"""The decoding loop of :func:`fastlogits.generate`: transformers prepares the inputs and the config, this
+runs the steps (forward pass with the cache, the processors in one native call, the token choice or the
+beam bookkeeping) and assembles what ``generate`` returns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from transformers.generation.stopping_criteria import EosTokenCriteria, MaxLengthCriteria
+from transformers.generation.utils import (
+    GenerateBeamDecoderOnlyOutput,
+    GenerateDecoderOnlyOutput,
+    GenerationMode,
+)
+
+from .. import _native
+from .._validate import check_seed
+from ..beam import BeamSearch
+from ..errors import InvalidArgumentError
+from ..pipeline import check_generation_values
+from .convert import NativeChain
+
+_SUPPORTED_MODES = {
+    GenerationMode.GREEDY_SEARCH,
+    GenerationMode.SAMPLE,
+    GenerationMode.BEAM_SEARCH,
+    GenerationMode.BEAM_SAMPLE,
+}
+_MODE_ARGS = {
+    GenerationMode.CONTRASTIVE_SEARCH: "`penalty_alpha` with `top_k`",
+    GenerationMode.GROUP_BEAM_SEARCH: "`num_beam_groups`",
+    GenerationMode.CONSTRAINED_BEAM_SEARCH: "`constraints` / `force_words_ids`",
+    GenerationMode.ASSISTED_GENERATION: "`prompt_lookup_num_tokens` / `use_mtp` / `assistant_early_exit`",
+    GenerationMode.DOLA_GENERATION: "`dola_layers`",
+}
+
+
+class _Stepper:
+    """The model side of a step: the forward pass with exactly the inputs `prepare_inputs_for_generation`
+    builds (cache, position ids, attention mask), the last position's logits as a float32 host tensor, and
+    `_update_model_kwargs_for_generation` between steps."""
+
+    def __init__(self, model, model_kwargs: dict[str, Any], device: torch.device):
+        self.model = model
+        self.device = device
+        self.mask = model_kwargs.pop("attention_mask", None)
+        self.position_ids = model_kwargs.pop("position_ids", None)
+        self.cache = model_kwargs.pop("past_key_values", None)
+        self.use_cache = model_kwargs.pop("use_cache", True)
+        self.logits_to_keep = model_kwargs.pop("logits_to_keep", None)
+        self.extra = model_kwargs  # forwarded unchanged (output_attentions, ...)
+
+    def forward(self, ids: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        """The model output and its last position's logits (float32, host, a copy) for `ids` (the whole
+        prompt first, then one token per row; or the whole sequences without a cache)."""
+        model_inputs: dict[str, Any] = {"input_ids": ids}
+        if self.cache is not None:
+            model_inputs["past_key_values"] = self.cache
+        if self.position_ids is not None:
+            pos = self.position_ids
+            model_inputs["position_ids"] = pos if pos.shape[-1] == ids.shape[1] else pos[..., -ids.shape[1] :]
+        if self.mask is not None:
+            model_inputs["attention_mask"] = self.mask
+        model_inputs["use_cache"] = self.use_cache
+        if self.logits_to_keep is not None:
+            model_inputs["logits_to_keep"] = self.logits_to_keep
+        model_inputs.update(self.extra)
+        dev = self.model.device
+        if dev.type != "meta" and ids.device != dev:
+            model_inputs = {
+                k: (v.to(dev) if isinstance(v, torch.Tensor) else v) for k, v in model_inputs.items()
+            }
+        with torch.no_grad():
+            out = self.model(**model_inputs, return_dict=True)
+            logits = out.logits[:, -1].to(copy=True, dtype=torch.float32, device="cpu")
+        if self.use_cache:
+            self.cache = out.past_key_values
+        return out, logits
+
+    def advance(self, beam_idx: np.ndarray | None = None) -> None:
+        """One more position per row; with `beam_idx`, the cache follows the chosen beams."""
+        if beam_idx is not None and self.cache is not None:
+            self.cache.reorder_cache(torch.from_numpy(beam_idx).to(self.model.device))
+        if self.position_ids is not None:
+            self.position_ids = torch.cat([self.position_ids, self.position_ids[..., -1:] + 1], dim=-1)
+        if self.mask is not None:
+            self.mask = torch.cat([self.mask, self.mask.new_ones((self.mask.shape[0], 1))], dim=-1)
+
+
+class _Outputs:
+    """What `return_dict_in_generate` asks to keep, step by step."""
+
+    def __init__(self, cfg):
+        want = cfg.return_dict_in_generate
+        self.want = want
+        self.scores: tuple | None = () if want and cfg.output_scores else None
+        self.logits: tuple | None = () if want and cfg.output_logits else None
+        self.attentions: tuple | None = () if want and cfg.output_attentions else None
+        self.hidden: tuple | None = () if want and cfg.output_hidden_states else None
+
+    def add_model_output(self, out, logits: torch.Tensor) -> None:
+        """The raw logits (a copy of their own: the caller may process `logits` in place), attentions,
+        hidden states."""
+        if self.logits is not None:
+            self.logits += (logits.clone(),)
+        if self.attentions is not None:
+            self.attentions += (out.attentions,)
+        if self.hidden is not None:
+            self.hidden += (out.hidden_states,)
+
+    def add_scores(self, scores: torch.Tensor) -> None:
+        if self.scores is not None:
+            self.scores += (scores,)
+
+    def fields(self) -> dict[str, Any]:
+        return dict(
+            scores=self.scores, logits=self.logits, attentions=self.attentions, hidden_states=self.hidden
+        )
+
+
+class _Decoding:
+    """One generation: the prompt and config as ``generate`` prepared them, then the loop (greedy / sampling
+    or beam search), one step at a time."""
+
+    def __init__(
+        self, model, input_ids, logits_processor, stopping_criteria, cfg, model_kwargs, seed, streamer
+    ):
+        mode = cfg.get_generation_mode()
+        if mode not in _SUPPORTED_MODES:
+            raise InvalidArgumentError(
+                f"{_MODE_ARGS.get(mode, 'these arguments')} select {getattr(mode, 'value', mode)}, which "
+                "fastlogits.generate does not implement (supported: greedy, sampling, beam search, beam sampling)"
+            )
+        # transformers silently skips out-of-range sampling settings; a typo should not go unnoticed (the
+        # rule LogitsPipeline.from_generation_config applies too).
+        check_generation_values(cfg)
+        n_pos = getattr(model.config, "n_positions", None) or getattr(
+            model.config, "max_position_embeddings", None
+        )
+        if n_pos is not None and cfg.max_length > n_pos:
+            raise InvalidArgumentError(
+                f"the prompt ({input_ids.shape[1]} tokens) plus the new tokens can reach max_length = "
+                f"{cfg.max_length}, beyond the model's n_positions = {n_pos}: shorten the prompt or lower "
+                "`max_new_tokens` / `max_length`"
+            )
+        self.cfg = cfg
+        self.num_beams = cfg.num_beams or 1
+        if self.num_beams > 1 and streamer is not None:
+            raise ValueError(
+                "`streamer` cannot be used with beam search (yet!). Make sure that `num_beams` is set to 1."
+            )
+        if model_kwargs.get("token_type_ids") is not None:
+            raise InvalidArgumentError("`token_type_ids` is not supported by fastlogits.generate")
+        self.device = input_ids.device
+        self.prompt = input_ids
+        self.chain = NativeChain(logits_processor)
+        self.criteria = list(stopping_criteria)
+        self.seed = check_seed(seed)
+        self.streamer = streamer
+        self.stepper = _Stepper(model, model_kwargs, self.device)
+        self.result = None
+
+    def run(self):
+        for _ in self.steps():
+            pass
+        return self.result
+
+    def steps(self) -> Iterator[torch.Tensor]:
+        """Each step's new tokens, as they are decided; `result` is set at the end."""
+        if self.num_beams > 1:
+            yield from self._beam_steps()
+        else:
+            yield from self._sample_steps()
+
+    def _stop_flags(self, ids: np.ndarray, cur: int, scores: tuple | None) -> np.ndarray:
+        """Which rows hit a stopping criterion with their last token (the `StoppingCriteriaList`)."""
+        done = np.zeros(ids.shape[0], dtype=bool)
+        ids_t = None
+        for c in self.criteria:
+            if type(c) is MaxLengthCriteria:
+                if cur >= c.max_length:
+                    done[:] = True
+            elif type(c) is EosTokenCriteria:
+                done |= np.isin(ids[:, cur - 1], c.eos_token_id.cpu().numpy())
+            else:
+                if ids_t is None:
+                    ids_t = torch.from_numpy(np.ascontiguousarray(ids[:, :cur]))
+                done |= c(ids_t, scores).cpu().numpy().astype(bool)
+        return done
+
+    def _sample_steps(self) -> Iterator[torch.Tensor]:
+        """`_sample`: the processors and the token choice (greedy, or a draw) in one native call per step."""
+        cfg, model = self.cfg, self.stepper
+        prompt = self.prompt.cpu().numpy()
+        B, L0 = prompt.shape
+        max_len = max(cfg.max_length, L0)
+        ids = np.empty((B, max_len), dtype=np.int64)
+        ids[:, :L0] = prompt
+        cur = L0
+        pad = cfg._pad_token_tensor
+        pad = int(pad) if pad is not None else None
+        has_eos_criteria = any(hasattr(c, "eos_token_id") for c in self.criteria)
+        unfinished = np.ones(B, dtype=bool)
+        outputs = _Outputs(cfg)
+        step_ids = self.prompt
+        step = 0
+        if self.streamer is not None:
+            self.streamer.put(self.prompt.cpu())  # what `generate` gives a streamer first
+        while True:
+            out, logits = model.forward(step_ids if model.use_cache else torch.from_numpy(ids[:, :cur]))
+            outputs.add_model_output(out, logits)
+            del out
+            work = logits.numpy()
+            history = np.ascontiguousarray(ids[:, :cur])
+            if cfg.do_sample:
+                # The processed scores are only kept for output_scores; otherwise `work` is scratch.
+                nxt = self.chain.sample(
+                    history, work, self.seed, step, write_scores=outputs.scores is not None
+                )
+            else:
+                self.chain(history, work)
+                nxt = _native.greedy(work, False)
+            outputs.add_scores(logits)
+            if has_eos_criteria:
+                nxt = np.where(unfinished, nxt, pad)
+            ids[:, cur] = nxt
+            cur += 1
+            step += 1
+            unfinished &= ~self._stop_flags(ids, cur, outputs.scores)
+            tokens = torch.from_numpy(nxt)
+            if self.streamer is not None:
+                self.streamer.put(tokens)
+            yield tokens
+            if not unfinished.any() or cur >= max_len:
+                break
+            step_ids = tokens[:, None].to(self.device)
+            model.advance()
+        if self.streamer is not None:
+            self.streamer.end()
+        sequences = torch.from_numpy(ids[:, :cur].copy()).to(self.device)
+        if outputs.want:
+            self.result = GenerateDecoderOnlyOutput(
+                sequences=sequences, past_key_values=model.cache, **outputs.fields()
+            )
+        else:
+            self.result = sequences
+
+    def _beam_steps(self) -> Iterator[torch.Tensor]:
+        """`_beam_search`: log_softmax, the processors on the running sequences, then the native
+        bookkeeping; the KV cache and the processors' per-row state follow the chosen beams."""
+        cfg, model = self.cfg, self.stepper
+        K = self.num_beams
+        custom = [c for c in self.criteria if type(c) not in (MaxLengthCriteria, EosTokenCriteria)]
+        if custom:
+            raise InvalidArgumentError(
+                f"with num_beams > 1 fastlogits stops on EOS and max_length only; got {type(custom[0]).__name__} "
+                "(from `stop_strings`, `max_time` or `stopping_criteria`)"
+            )
+        eos = cfg._eos_token_tensor
+        pad = cfg._pad_token_tensor
+        search = BeamSearch(
+            self.prompt[::K].cpu().numpy(),  # generate already expanded the prompt to B * K rows
+            K,
+            max_length=cfg.max_length,
+            length_penalty=cfg.length_penalty,
+            early_stopping=cfg.early_stopping,
+            num_return_sequences=cfg.num_return_sequences,
+            eos_token_id=None if eos is None else eos.tolist(),
+            pad_token_id=None if pad is None else int(pad),
+            do_sample=bool(cfg.do_sample),
+            seed=self.seed,
+        )
+        outputs = _Outputs(cfg)
+        step_ids = self.prompt
+        while True:
+            out, logits = model.forward(
+                step_ids if model.use_cache else torch.from_numpy(search.running_sequences())
+            )
+            outputs.add_model_output(out, logits)
+            del out
+            # torch's own log_softmax, bit for bit what `_beam_search` ranks.
+            log_probs = torch.nn.functional.log_softmax(logits, dim=-1)
+            work = log_probs.numpy()
+            self.chain(search.running_sequences(), work)
+            if outputs.scores is not None:
+                outputs.add_scores(log_probs.clone())
+            next_tokens, beam_idx, done = search.step(work)
+            yield torch.from_numpy(next_tokens)
+            if done:
+                break
+            model.advance(beam_idx)
+            self.chain.reorder(beam_idx)
+            step_ids = torch.from_numpy(next_tokens)[:, None].to(self.device)
+        sequences, sequences_scores, beam_indices = search.finalize()
+        sequences = torch.from_numpy(sequences).to(self.device)
+        if outputs.want:
+            self.result = GenerateBeamDecoderOnlyOutput(
+                sequences=sequences,
+                sequences_scores=torch.from_numpy(sequences_scores) if cfg.output_scores else None,
+                beam_indices=torch.from_numpy(beam_indices).to(torch.int32),  # transformers' dtype
+                past_key_values=model.cache,
+                **outputs.fields(),
+            )
+        else:
+            self.result = sequences
