@@ -15,27 +15,7 @@ from transformers import LogitsProcessor
 
 from .. import processors as P
 
-__all__ = [
-    "TemperatureLogitsWarper",
-    "TopKLogitsWarper",
-    "TopPLogitsWarper",
-    "MinPLogitsWarper",
-    "TypicalLogitsWarper",
-    "EpsilonLogitsWarper",
-    "EtaLogitsWarper",
-    "RepetitionPenaltyLogitsProcessor",
-    "PresencePenaltyLogitsProcessor",
-    "FrequencyPenaltyLogitsProcessor",
-    "NoRepeatNGramLogitsProcessor",
-    "NoBadWordsLogitsProcessor",
-    "SequenceBiasLogitsProcessor",
-    "LogitBiasLogitsProcessor",
-    "MinLengthLogitsProcessor",
-    "MinNewTokensLengthLogitsProcessor",
-    "SuppressTokensLogitsProcessor",
-    "SuppressTokensAtBeginLogitsProcessor",
-    "ExponentialDecayLengthPenalty",
-]
+__all__ = [n for n in P.__all__ if n != "FastLogitsProcessor"]  # each defined below
 
 
 # Each class: the fastlogits processor first (its `__call__` comes before `LogitsProcessor`'s in the MRO), with

@@ -74,34 +74,12 @@ pub struct RowScan {
     pub invalid: bool,
 }
 
-dispatch_fn! {
-    /// Maximum of the row and whether it holds NaN or `+inf`, in one read.
-    #[allow(clippy::neg_cmp_op_on_partial_ord)] // `!(x < inf)` catches NaN and +inf in one compare
-    pub fn scan_row(row: &[f32]) -> RowScan {
-        let mut m = [f32::NEG_INFINITY; LANES];
-        let mut bad = [false; LANES];
-        let chunks = row.chunks_exact(LANES);
-        let tail = chunks.remainder();
-        for c in chunks {
-            for j in 0..LANES {
-                let x = c[j];
-                // NaN and +inf both fail `x < inf`.
-                bad[j] |= !(x < f32::INFINITY);
-                m[j] = if x > m[j] { x } else { m[j] };
-            }
-        }
-        let mut max = f32::NEG_INFINITY;
-        let mut invalid = false;
-        for j in 0..LANES {
-            invalid |= bad[j];
-            max = if m[j] > max { m[j] } else { max };
-        }
-        for &x in tail {
-            invalid |= !(x < f32::INFINITY);
-            max = if x > max { x } else { max };
-        }
-        RowScan { max, invalid }
-    }
+/// Maximum of the row and whether it holds NaN or `+inf`, in one read ([`scan_row_range`] without the
+/// minimum; memory-bound either way).
+#[inline]
+pub fn scan_row(row: &[f32]) -> RowScan {
+    let r = scan_row_range(row);
+    RowScan { max: r.max, invalid: r.invalid }
 }
 
 /// [`RowScan`] plus the smallest finite value.

@@ -132,13 +132,21 @@ pub fn sample(scores: &[f32], vocab: usize, seed: u64, step: u64, out: &mut [i64
 pub fn greedy(scores: &[f32], vocab: usize, out: &mut [i64], strict: bool) -> Result<()> {
     let batch = batch_of(scores.len(), vocab)?;
     check_out(out.len(), batch)?;
-    check_scores(scores, vocab, strict)?;
-    let mut work: Vec<(&[f32], &mut i64)> = scores.chunks(vocab).zip(out.iter_mut()).collect();
-    pool::for_each_mut(&mut work, scores.len(), |_, (row, o)| {
-        let m = scan_row(row).max;
-        **o = row.iter().position(|&x| x == m).unwrap_or(0) as i64;
+    // One read validates a row and finds its maximum (only `out` is written: rows need not all be checked
+    // first); a second finds the first position of the maximum.
+    let mut work: Vec<(&[f32], &mut i64, Option<Error>)> =
+        scores.chunks(vocab).zip(out.iter_mut()).map(|(a, b)| (a, b, None)).collect();
+    pool::for_each_mut(&mut work, scores.len(), |r, (row, o, err)| {
+        let scan = scan_row(row);
+        match crate::row_error(r, row, scan, strict) {
+            Some(e) => *err = Some(e),
+            None => **o = row.iter().position(|&x| x == scan.max).unwrap_or(0) as i64,
+        }
     });
-    Ok(())
+    match work.into_iter().find_map(|w| w.2) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 fn check_out(len: usize, batch: usize) -> Result<()> {
