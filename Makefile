@@ -76,11 +76,13 @@ bench: build ## Full benchmarks vs transformers (processors, beam, generation): 
 	$(PY) benches/bench_beam.py
 	$(PY) benches/bench_generate.py
 
-lint: $(STAMP) ## cargo fmt --check, clippy, ruff check + format --check
+lint: $(STAMP) ## cargo fmt --check, clippy, ruff check + format --check, mypy.stubtest of _native.pyi
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
 	$(VENV)/bin/ruff check python tests benches
 	$(VENV)/bin/ruff format --check python tests benches
+	$(MAKE) --no-print-directory build
+	$(PY) -m mypy.stubtest fastlogits._native
 
 fmt: $(STAMP) ## Format Rust and Python sources
 	cargo fmt --all

@@ -59,12 +59,12 @@ def test_class_members(cls):
         return
     stub_names = {m.name for m in methods}
     native_names = {n for n in vars(native) if not n.startswith("_") or n in ("__call__", "__len__")}
-    assert stub_names - {"__init__"} == native_names
+    assert stub_names - {"__init__", "__new__"} == native_names
     for m in methods:
         if any(isinstance(d, ast.Name) and d.id == "property" for d in m.decorator_list):
             assert isinstance(vars(native)[m.name], types.GetSetDescriptorType), m.name
             continue
-        target = native if m.name == "__init__" else getattr(native, m.name)
+        target = native if m.name in ("__init__", "__new__") else getattr(native, m.name)
         got = binary_params(target)
         if m.name.startswith("__") and got == ["args", "kwargs"]:
             continue  # a C slot wrapper: CPython keeps no signature for it

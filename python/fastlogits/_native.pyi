@@ -1,9 +1,32 @@
 """Type stubs of the native extension (checked against the binary by tests/test_stubs.py)."""
 
-from typing import Any
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import Self
+
+__all__ = [
+    "FastLogitsError",
+    "InvalidArgumentError",
+    "InvalidTypeError",
+    "ParameterError",
+    "ShapeError",
+    "InvalidValueError",
+    "FloatOverflowError",
+    "FastLogitsInternalError",
+    "Processor",
+    "Pipeline",
+    "BeamSearch",
+    "sample",
+    "greedy",
+    "log_softmax",
+    "top_logprobs",
+    "set_num_threads",
+    "get_num_threads",
+    "check_environment",
+    "__version__",
+]
 
 __version__: str
 
@@ -19,6 +42,7 @@ class FastLogitsInternalError(FastLogitsError, RuntimeError): ...
 _F = float | list[float] | npt.NDArray[np.floating[Any]]
 _I = int | list[int] | npt.NDArray[np.integer[Any]]
 
+@final
 class Processor:
     @staticmethod
     def temperature(temperature: _F) -> Processor: ...
@@ -69,8 +93,9 @@ class Processor:
     @property
     def name(self) -> str: ...
 
+@final
 class Pipeline:
-    def __init__(self, processors: list[Processor]) -> None: ...
+    def __new__(cls, processors: list[Processor]) -> Self: ...
     def __call__(self, input_ids: Any, scores: Any) -> bool: ...
     def apply_into(self, input_ids: Any, scores: Any, out: Any) -> bool: ...
     def sample(
@@ -84,9 +109,10 @@ class Pipeline:
     def reads_history(self) -> bool: ...
     def __len__(self) -> int: ...
 
+@final
 class BeamSearch:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         prompt: npt.NDArray[np.int64],
         num_beams: int,
         max_length: int,
@@ -97,7 +123,7 @@ class BeamSearch:
         pad_token_id: int | None = None,
         do_sample: bool = False,
         seed: int = 0,
-    ) -> None: ...
+    ) -> Self: ...
     def step(
         self, log_probs: npt.NDArray[np.float32]
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], bool]: ...
