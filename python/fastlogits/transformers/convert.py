@@ -22,6 +22,7 @@ from transformers import LogitsProcessor
 
 from .. import _native
 from .. import processors as P
+from .._arrays import in_place
 from .._validate import check_seed, check_step
 from ..errors import InvalidArgumentError, InvalidTypeError
 
@@ -212,10 +213,7 @@ def _check_buffers(ids: Any, scores: Any) -> None:
     if not (
         isinstance(scores, np.ndarray)
         and scores.ndim == 2
-        and scores.dtype == np.float32
-        and scores.flags.c_contiguous
-        and scores.flags.writeable
-        and scores.flags.aligned
+        and in_place(scores)
         and min(scores.strides) >= 0  # (a size-1 axis may have any stride; torch refuses negative ones)
     ):
         raise InvalidTypeError(

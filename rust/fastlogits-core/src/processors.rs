@@ -296,8 +296,8 @@ fn token_set(ids: &[i64]) -> Vec<u32> {
 
 /// EOS ids that index the scores (`ExponentialDecayLengthPenalty`): non-negative, deduplicated.
 fn eos_ids(eos: &[i64]) -> Result<Vec<u32>> {
-    let ids = token_ids(eos, "eos_token_id")?;
-    Ok(token_set(&ids.iter().map(|&t| t as i64).collect::<Vec<_>>()))
+    token_ids(eos, "eos_token_id")?;
+    Ok(token_set(eos))
 }
 
 impl Processor {

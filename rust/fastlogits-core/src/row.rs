@@ -668,7 +668,7 @@ impl<'a> Row<'a> {
         let cands_max = s.items.iter().map(|it| it.key).max_by(f32::total_cmp);
         let above =
             |xs: &mut dyn Iterator<Item = f32>, m: f32| xs.filter(|&x| x > m).fold(f32::INFINITY, f32::min);
-        let mut thr = match (boundary, cands_max) {
+        let thr = match (boundary, cands_max) {
             (Some(b), _) => b,
             (None, Some(m)) => {
                 let a = if self.sparse {
@@ -685,24 +685,22 @@ impl<'a> Row<'a> {
             (None, None) => -f32::MAX,
         };
         if self.sparse {
-            let kept = &mut self.s.kept;
-            let k = min_keep.min(kept.len());
-            if k > 0 && kept.iter().filter(|c| c.1 >= thr).count() < k {
-                thr = thr.min(kth_largest(kept, k));
-            }
-            kept.retain(|c| c.1 >= thr);
-            return;
+            return retain_at_least(&mut self.s.kept, thr, min_keep);
         }
-        let finite = count_at_least(self.buf, -f32::MAX);
-        if count_at_least(self.buf, thr) < min_keep.min(v) {
-            if finite < min_keep && filter != NEG_INF {
-                thr = NEG_INF; // the -inf tokens among the kept stay -inf (see `top_p`)
-            } else {
-                let kth = top_candidates(self.buf, min_keep.min(finite.max(1)), false, &mut self.s.cands);
-                thr = thr.min(kth);
-            }
-        }
+        // (fewer finite tokens than `min_keep`: the threshold is -inf, and -inf tokens stay -inf, see `top_p`)
+        let thr = self.min_keep_threshold(thr, min_keep);
         self.keep_at_least_raw(thr, filter);
+    }
+
+    /// `thr`, lowered to the `min_keep`-th largest raw score where fewer than `min_keep` tokens reach it
+    /// (transformers re-keeps its `min_tokens_to_keep` most likely tokens; with fewer finite ones than that,
+    /// `-inf`).
+    fn min_keep_threshold(&mut self, thr: f32, min_keep: usize) -> f32 {
+        if min_keep > 1 && count_at_least(self.buf, thr) < min_keep {
+            thr.min(top_candidates(self.buf, min_keep.min(self.vocab()), false, &mut self.s.cands))
+        } else {
+            thr
+        }
     }
 
     /// transformers `MinPLogitsWarper`: removes `prob < min_p * max_prob`, i.e. logits more than
@@ -713,25 +711,14 @@ impl<'a> Row<'a> {
             self.finish();
         }
         if self.sparse {
-            let kept = &mut self.s.kept;
-            let vmax = kept.iter().fold(NEG_INF, |m, c| m.max(c.1));
-            let mut thr = (vmax as f64 + ln) as f32;
-            let k = min_keep.min(kept.len());
-            if k > 1 && kept.iter().filter(|c| c.1 >= thr).count() < k {
-                thr = thr.min(kth_largest(kept, k));
-            }
-            kept.retain(|c| c.1 >= thr);
-            return;
+            let vmax = self.s.kept.iter().fold(NEG_INF, |m, c| m.max(c.1));
+            return retain_at_least(&mut self.s.kept, (vmax as f64 + ln) as f32, min_keep);
         }
         let max = row_max(self.buf);
         if max == NEG_INF {
             return;
         }
-        let mut thr = (max as f64 + ln * self.t() as f64) as f32;
-        if min_keep > 1 && count_at_least(self.buf, thr) < min_keep {
-            let kth = top_candidates(self.buf, min_keep.min(self.vocab()), false, &mut self.s.cands);
-            thr = thr.min(kth);
-        }
+        let thr = self.min_keep_threshold((max as f64 + ln * self.t() as f64) as f32, min_keep);
         self.keep_at_least_raw(thr, filter);
     }
 
@@ -745,14 +732,7 @@ impl<'a> Row<'a> {
         if self.sparse {
             let (vmax, st) = sparse_stats(&self.s.kept, &mut self.s.items);
             let ln_floor = (floor(&st) as f32 as f64).ln() + st.sum.ln();
-            let mut thr = (vmax as f64 + ln_floor) as f32;
-            let kept = &mut self.s.kept;
-            let k = min_keep.min(kept.len());
-            if k > 0 {
-                thr = thr.min(kth_largest(kept, k));
-            }
-            kept.retain(|c| c.1 >= thr);
-            return;
+            return retain_at_least(&mut self.s.kept, (vmax as f64 + ln_floor) as f32, min_keep);
         }
         let max = row_max(self.buf);
         if max == NEG_INF {
@@ -819,6 +799,16 @@ impl<'a> Row<'a> {
             .unwrap_or(f32::INFINITY);
         mask_typical(self.buf, max, inv_t, mu, kb, filter);
     }
+}
+
+/// Keeps the sparse tokens `>= thr`, or the `min_keep` most likely where fewer reach it (transformers'
+/// `min_tokens_to_keep`).
+fn retain_at_least(kept: &mut Vec<Cand>, mut thr: f32, min_keep: usize) {
+    let k = min_keep.min(kept.len());
+    if k > 0 && kept.iter().filter(|c| c.1 >= thr).count() < k {
+        thr = thr.min(kth_largest(kept, k));
+    }
+    kept.retain(|c| c.1 >= thr);
 }
 
 crate::kernels::dispatch_fn! {
