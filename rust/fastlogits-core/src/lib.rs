@@ -35,7 +35,7 @@ pub mod select;
 pub use error::{Error, Result};
 pub use pipeline::Pipeline;
 pub use pool::{num_threads, set_num_threads};
-pub use processors::{Class, Effect, PerRow, Processor, Range, Reads, SequenceBias};
+pub use processors::{Class, Effect, PerRow, Processor, Range, Reads, RowProcessor, Rule, SequenceBias};
 
 /// An integer type token ids come in.
 pub trait TokenId: Copy + Send + Sync + 'static {

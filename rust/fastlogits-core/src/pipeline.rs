@@ -6,7 +6,9 @@
 
 use crate::error::Result;
 use crate::history::RowHistory;
-use crate::processors::{Processor, Range};
+use std::sync::Arc;
+
+use crate::processors::{At, Processor, Range, RowProcessor, TopK};
 use crate::row::{undo, with_scratch, Row, Suspended, Validation};
 use crate::sampling::uniform;
 use crate::select::Cand;
@@ -26,10 +28,12 @@ pub struct Pipeline {
     uses_history: bool,
 }
 
-/// What the pipeline keeps for one row: its history state, and its memory between the two phases.
+/// What the pipeline keeps for one row: its history, its processors with their states, and its memory
+/// between the two phases.
 #[derive(Debug, Clone)]
 struct RowMem {
     hist: RowHistory,
+    chain: Vec<RowProcessor>,
     undo: Vec<(u32, f32)>,
     /// Marks of the positions point updates touched, when the input is another buffer.
     touched: Vec<u64>,
@@ -42,9 +46,10 @@ struct RowMem {
 }
 
 impl RowMem {
-    fn new(hist: RowHistory) -> Self {
+    fn new(chain: Vec<RowProcessor>) -> Self {
         RowMem {
-            hist,
+            hist: RowHistory::default(),
+            chain,
             undo: Vec::new(),
             touched: Vec::new(),
             kept: Vec::new(),
@@ -77,8 +82,8 @@ impl Pipeline {
         self.rows.clear();
     }
 
-    fn new_row(&self, r: usize) -> RowHistory {
-        RowHistory::new(self.procs.iter().map(|p| p.new_state(r)).collect())
+    fn new_row(&self, r: usize) -> RowMem {
+        RowMem::new(self.procs.iter().map(|p| p.bind(r)).collect())
     }
 
     /// Applies every processor to `scores` (`B x vocab`, row-major) given the histories `ids`
@@ -144,13 +149,16 @@ impl Pipeline {
 
     /// Where a call can validate rows inside the first top-k read instead of a separate pass: the
     /// processors are point updates, then temperatures, then a top-k with the `-inf` filter (the shape of
-    /// every sampling chain `generate` builds). Returns the index of that top-k.
-    fn fused_split(&self) -> Option<usize> {
+    /// every sampling chain `generate` builds). Returns the index of that top-k, and the top-k.
+    fn fused_split(&self) -> Option<(usize, Arc<TopK>)> {
         let first_warper = self.procs.iter().position(|p| !p.is_point_update())?;
         let k = first_warper.checked_add(
             self.procs[first_warper..].iter().position(|p| !matches!(p, Processor::Temperature(_)))?,
         )?;
-        matches!(self.procs[k], Processor::TopK { filter, .. } if filter == f32::NEG_INFINITY).then_some(k)
+        match &self.procs[k] {
+            Processor::TopK(t) if t.filter == f32::NEG_INFINITY => Some((k, Arc::clone(t))),
+            _ => None, // any other processor there: not this plan
+        }
     }
 
     /// The call: `scores` is processed in place, or, with `src`, receives the processed `src`.
@@ -170,7 +178,7 @@ impl Pipeline {
         }
         if self.rows.len() != batch {
             // A new batch: per-row states (and per-row state parameters) start afresh.
-            self.rows = (0..batch).map(|r| RowMem::new(self.new_row(r))).collect();
+            self.rows = (0..batch).map(|r| self.new_row(r)).collect();
         }
         let split = self.fused_split();
         if split.is_none() {
@@ -209,12 +217,12 @@ impl Pipeline {
         // Phase A (fused plans only): point updates, logged, then the top-k read, which also validates.
         let start = match split {
             None => 0,
-            Some(k) => {
+            Some((k, ref top_k)) => {
                 pool::for_each_mut(&mut work, elements, |r, w| {
-                    if uses_history {
-                        w.mem.hist.sync(row_of(ids, r, seq_len), vocab);
-                    }
                     let mem = &mut *w.mem;
+                    if uses_history {
+                        mem.hist.sync(row_of(ids, r, seq_len), vocab, &mut mem.chain);
+                    }
                     with_scratch(|s| {
                         // With a separate input, nothing is copied yet: see `row::Overlay`.
                         let mut row = match src {
@@ -227,11 +235,11 @@ impl Pipeline {
                             ),
                             None => Row::with_undo(w.buf, s, &mut mem.undo),
                         };
-                        for (p, st) in procs[..k].iter().zip(&mem.hist.states) {
-                            p.apply(&mut row, r, seq_len, &mem.hist.ids, st.as_ref());
+                        let at = At { row: r, len: seq_len, hist: &mem.hist.ids };
+                        for p in &mem.chain[..k] {
+                            p.apply(&mut row, &at);
                         }
-                        let Processor::TopK { k: top_k, .. } = &procs[k] else { unreachable!() };
-                        mem.valid = row.top_k_validating(top_k.get(r));
+                        mem.valid = row.top_k_validating(top_k.k.get(r));
                         let (lo, hi) = row.raw_range();
                         mem.range = Range { lo: lo as f64, hi: hi as f64 };
                         mem.suspended = row.suspend(&mut mem.kept);
@@ -273,11 +281,11 @@ impl Pipeline {
                 if let Some(src) = src {
                     w.buf.copy_from_slice(row_of(src, r, vocab));
                 }
-                if uses_history {
-                    w.mem.hist.sync(row_of(ids, r, seq_len), vocab);
-                }
             }
             let mem = &mut *w.mem;
+            if split.is_none() && uses_history {
+                mem.hist.sync(row_of(ids, r, seq_len), vocab, &mut mem.chain);
+            }
             with_scratch(|s| {
                 let mut row = match split {
                     None => Row::new(w.buf, s),
@@ -286,8 +294,9 @@ impl Pipeline {
                         Row::resume(w.buf, s, mem.suspended, &mut mem.kept, input)
                     }
                 };
-                for (p, st) in procs.iter().zip(&mem.hist.states).skip(start) {
-                    p.apply(&mut row, r, seq_len, &mem.hist.ids, st.as_ref());
+                let at = At { row: r, len: seq_len, hist: &mem.hist.ids };
+                for p in &mem.chain[start..] {
+                    p.apply(&mut row, &at);
                 }
                 mem.error = None;
                 match &mut w.out {
@@ -324,7 +333,7 @@ impl Pipeline {
         let elements = input.len();
         if self.uses_history {
             pool::for_each_mut(&mut self.rows, elements, |r, mem| {
-                mem.hist.sync(row_of(ids, r, seq_len), vocab);
+                mem.hist.sync(row_of(ids, r, seq_len), vocab, &mut mem.chain);
             });
         }
         let mut work = input.to_vec();
@@ -335,7 +344,7 @@ impl Pipeline {
             pool::for_each_mut(&mut rows, elements, |r, (buf, mem)| {
                 with_scratch(|s| {
                     let mut row = Row::new(buf, s);
-                    p.apply(&mut row, r, seq_len, &mem.hist.ids, mem.hist.states[j].as_ref());
+                    mem.chain[j].apply(&mut row, &At { row: r, len: seq_len, hist: &mem.hist.ids });
                     row.finish();
                 });
             });
@@ -476,7 +485,7 @@ mod tests {
             Processor::temperature(PerRow::All(0.5)).unwrap(),
             Processor::top_k(PerRow::All(2), f32::NEG_INFINITY, 1).unwrap(),
         ]);
-        assert_eq!(p.fused_split(), Some(3));
+        assert_eq!(p.fused_split().map(|s| s.0), Some(3));
         let ids: Vec<i64> = vec![0, 1, 2, 3];
         let mut scores: Vec<f32> = vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
         scores[4] = f32::NAN; // row 1, col 0: not in row 1's history, found by the top-k read

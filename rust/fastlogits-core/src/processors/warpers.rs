@@ -1,0 +1,304 @@
+//! Temperature and the selective warpers (transformers' `*LogitsWarper`s). They read the scores only
+//! (`input_ids` may be absent) and keep no state; the row algorithms are in [`crate::row`].
+
+// Sizes here come from users (parameters, shapes): arithmetic on them is checked, or bounded where noted.
+#![warn(clippy::arithmetic_side_effects)]
+
+use super::params::{as_normal_f32, check_filter, check_min_keep, with_filter};
+use super::{At, Class, Effect, PerRow, Processor, Range, Reads, Rule};
+use crate::error::{Error, Result};
+use crate::row::Row;
+
+const SELECTIVE: Class = Class { effect: Effect::Selective, reads: Reads::Scores };
+
+/// `TemperatureLogitsWarper`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Temperature {
+    pub t: PerRow<f32>,
+}
+
+impl Processor {
+    pub fn temperature(t: PerRow<f64>) -> Result<Self> {
+        let t = t.try_map("temperature", |t| {
+            if !t.is_finite() || t <= 0.0 {
+                let mut msg = format!(
+                    "`temperature` (={t}) has to be a strictly positive float, otherwise your next token scores will be invalid."
+                );
+                if t == 0.0 {
+                    msg += " If you're looking for greedy decoding strategies, set `do_sample=False`.";
+                }
+                return Err(Error::param(msg));
+            }
+            as_normal_f32("temperature", t)
+        })?;
+        Ok(Temperature { t }.into())
+    }
+}
+
+impl Rule for Temperature {
+    const NAME: &'static str = "TemperatureLogitsWarper";
+    const CLASS: Class = Class { effect: Effect::Scale, reads: Reads::Scores };
+    type State = ();
+
+    fn new_state(&self, _: usize) {}
+
+    fn check(&self, batch: usize, _: usize) -> Result<()> {
+        self.t.check_batch("temperature", batch)
+    }
+
+    fn range_after(&self, r: Range, row: usize, _: usize) -> Range {
+        let t = self.t.get(row) as f64;
+        Range { lo: r.lo / t, hi: r.hi / t }
+    }
+
+    fn apply(&self, row: &mut Row, at: &At, _: &()) {
+        row.temperature(self.t.get(at.row));
+    }
+}
+
+/// `TopKLogitsWarper`; `k` is `max(top_k, min_tokens_to_keep)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopK {
+    pub k: PerRow<usize>,
+    pub filter: f32,
+}
+
+impl Processor {
+    /// transformers does not validate `min_tokens_to_keep` here: it only raises `top_k` to it.
+    pub fn top_k(k: PerRow<i64>, filter: f32, min_keep: i64) -> Result<Self> {
+        let min_keep = min_keep.max(0) as usize;
+        let k = k.try_map("top_k", |k| {
+            if k <= 0 {
+                return Err(Error::param(format!(
+                    "`top_k` has to be a strictly positive integer, but is {k}"
+                )));
+            }
+            Ok((k as usize).max(min_keep))
+        })?;
+        Ok(TopK { k, filter: check_filter(filter)? }.into())
+    }
+}
+
+impl Rule for TopK {
+    const NAME: &'static str = "TopKLogitsWarper";
+    const CLASS: Class = SELECTIVE;
+    type State = ();
+
+    fn new_state(&self, _: usize) {}
+
+    fn check(&self, batch: usize, _: usize) -> Result<()> {
+        self.k.check_batch("top_k", batch)
+    }
+
+    fn range_after(&self, r: Range, _: usize, _: usize) -> Range {
+        with_filter(r, self.filter)
+    }
+
+    fn apply(&self, row: &mut Row, at: &At, _: &()) {
+        row.top_k(self.k.get(at.row), self.filter);
+    }
+}
+
+/// `TopPLogitsWarper`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopP {
+    pub p: PerRow<f64>,
+    pub filter: f32,
+    pub min_keep: usize,
+}
+
+impl Processor {
+    pub fn top_p(p: PerRow<f64>, filter: f32, min_keep: i64) -> Result<Self> {
+        let p = p.try_map("top_p", |p| {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(Error::param(format!("`top_p` has to be a float > 0 and < 1, but is {p}")));
+            }
+            Ok(p)
+        })?;
+        Ok(TopP { p, filter: check_filter(filter)?, min_keep: check_min_keep(min_keep)? }.into())
+    }
+}
+
+impl Rule for TopP {
+    const NAME: &'static str = "TopPLogitsWarper";
+    const CLASS: Class = SELECTIVE;
+    type State = ();
+
+    fn new_state(&self, _: usize) {}
+
+    fn check(&self, batch: usize, _: usize) -> Result<()> {
+        self.p.check_batch("top_p", batch)
+    }
+
+    fn range_after(&self, r: Range, _: usize, _: usize) -> Range {
+        with_filter(r, self.filter)
+    }
+
+    fn apply(&self, row: &mut Row, at: &At, _: &()) {
+        row.top_p(self.p.get(at.row), self.filter, self.min_keep);
+    }
+}
+
+/// `MinPLogitsWarper`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MinP {
+    pub p: PerRow<f64>,
+    pub filter: f32,
+    pub min_keep: usize,
+}
+
+impl Processor {
+    pub fn min_p(p: PerRow<f64>, filter: f32, min_keep: i64) -> Result<Self> {
+        let p = p.try_map("min_p", |p| {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(Error::param(format!(
+                    "`min_p` has to be a float in the [0, 1] interval, but is {p}"
+                )));
+            }
+            Ok(p)
+        })?;
+        Ok(MinP { p, filter: check_filter(filter)?, min_keep: check_min_keep(min_keep)? }.into())
+    }
+}
+
+impl Rule for MinP {
+    const NAME: &'static str = "MinPLogitsWarper";
+    const CLASS: Class = SELECTIVE;
+    type State = ();
+
+    fn new_state(&self, _: usize) {}
+
+    fn check(&self, batch: usize, _: usize) -> Result<()> {
+        self.p.check_batch("min_p", batch)
+    }
+
+    fn range_after(&self, r: Range, _: usize, _: usize) -> Range {
+        with_filter(r, self.filter)
+    }
+
+    fn apply(&self, row: &mut Row, at: &At, _: &()) {
+        row.min_p(self.p.get(at.row), self.filter, self.min_keep);
+    }
+}
+
+/// `TypicalLogitsWarper`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Typical {
+    pub mass: f64,
+    pub filter: f32,
+    pub min_keep: usize,
+}
+
+impl Processor {
+    pub fn typical(mass: f64, filter: f32, min_keep: i64) -> Result<Self> {
+        if !(mass > 0.0 && mass < 1.0) {
+            return Err(Error::param(format!("`typical_p` has to be a float > 0 and < 1, but is {mass}")));
+        }
+        Ok(Typical { mass, filter: check_filter(filter)?, min_keep: check_min_keep(min_keep)? }.into())
+    }
+}
+
+impl Rule for Typical {
+    const NAME: &'static str = "TypicalLogitsWarper";
+    const CLASS: Class = SELECTIVE;
+    type State = ();
+
+    fn new_state(&self, _: usize) {}
+
+    fn check(&self, _: usize, _: usize) -> Result<()> {
+        Ok(())
+    }
+
+    fn range_after(&self, r: Range, _: usize, _: usize) -> Range {
+        with_filter(r, self.filter)
+    }
+
+    fn apply(&self, row: &mut Row, _: &At, _: &()) {
+        row.typical(self.mass, self.filter, self.min_keep);
+    }
+}
+
+/// `EpsilonLogitsWarper`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Epsilon {
+    pub eps: f64,
+    pub filter: f32,
+    pub min_keep: usize,
+}
+
+impl Processor {
+    pub fn epsilon(eps: f64, filter: f32, min_keep: i64) -> Result<Self> {
+        if !(eps > 0.0 && eps < 1.0) {
+            return Err(Error::param(format!(
+                "`epsilon_cutoff` has to be a float > 0 and < 1, but is {eps}"
+            )));
+        }
+        Ok(Epsilon { eps, filter: check_filter(filter)?, min_keep: check_min_keep(min_keep)? }.into())
+    }
+}
+
+impl Rule for Epsilon {
+    const NAME: &'static str = "EpsilonLogitsWarper";
+    const CLASS: Class = SELECTIVE;
+    type State = ();
+
+    fn new_state(&self, _: usize) {}
+
+    fn check(&self, _: usize, _: usize) -> Result<()> {
+        Ok(())
+    }
+
+    fn range_after(&self, r: Range, _: usize, _: usize) -> Range {
+        with_filter(r, self.filter)
+    }
+
+    fn apply(&self, row: &mut Row, _: &At, _: &()) {
+        row.prob_floor(|_| self.eps, self.filter, self.min_keep);
+    }
+}
+
+/// `EtaLogitsWarper`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Eta {
+    pub eps: f64,
+    pub filter: f32,
+    pub min_keep: usize,
+}
+
+impl Processor {
+    pub fn eta(eps: f64, filter: f32, min_keep: i64) -> Result<Self> {
+        if !(eps > 0.0 && eps < 1.0) {
+            return Err(Error::param(format!("`eta_cutoff` has to be a float > 0 and < 1, but is {eps}")));
+        }
+        Ok(Eta { eps, filter: check_filter(filter)?, min_keep: check_min_keep(min_keep)? }.into())
+    }
+}
+
+impl Rule for Eta {
+    const NAME: &'static str = "EtaLogitsWarper";
+    const CLASS: Class = SELECTIVE;
+    type State = ();
+
+    fn new_state(&self, _: usize) {}
+
+    fn check(&self, _: usize, _: usize) -> Result<()> {
+        Ok(())
+    }
+
+    fn range_after(&self, r: Range, _: usize, _: usize) -> Range {
+        with_filter(r, self.filter)
+    }
+
+    fn apply(&self, row: &mut Row, _: &At, _: &()) {
+        // transformers computes eta in float32 from a float32 epsilon.
+        let e = self.eps as f32;
+        row.prob_floor(
+            |st| {
+                let h = st.entropy() as f32;
+                e.min(e.sqrt() * (-h).exp()) as f64
+            },
+            self.filter,
+            self.min_keep,
+        );
+    }
+}
