@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 
 import fastlogits as fl
 import numpy as np
 import pytest
 import torch
 import transformers.generation.logits_process as hf
+from fastlogits.transformers import to_native
+from fastlogits.transformers.generation import _start
 from helpers import (
     assert_same,
     assume_min_p_margin,
@@ -21,7 +24,7 @@ from helpers import (
 )
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
+from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel, WatermarkingConfig
 
 # (class name, strategy of constructor kwargs, margin check on the scores it receives)
 SPECS = {
@@ -179,6 +182,129 @@ def test_from_generation_config_matches_generate(kwargs, batch, prompt_len, seed
     assert_same(cur.numpy(), pipe(ids, scores.copy()))
 
 
+class Ban(hf.LogitsProcessor):
+    """A user processor fastlogits has no equivalent of (runs as a Python callable)."""
+
+    def __call__(self, input_ids, scores):
+        scores = scores.clone()
+        scores[:, 13] = -float("inf")
+        return scores
+
+
+# The user's `logits_processor=` entries: transformers' own (of classes `generate` also builds from the config,
+# so that the merge replaces them, and others), fastlogits' (hf adapters and plain), and one fastlogits lacks.
+USER_PROCESSORS = (
+    lambda: hf.TopKLogitsWarper(3),
+    lambda: hf.TemperatureLogitsWarper(0.9),
+    lambda: hf.RepetitionPenaltyLogitsProcessor(1.5),
+    lambda: hf.NoRepeatNGramLogitsProcessor(2),
+    lambda: hf.NoBadWordsLogitsProcessor([[11], [12, 14]], 7),
+    lambda: hf.SequenceBiasLogitsProcessor({(15,): -1.0}),
+    lambda: hf.MinLengthLogitsProcessor(5, 7),
+    lambda: hf.SuppressTokensLogitsProcessor([16]),
+    lambda: fl.hf.SuppressTokensLogitsProcessor([9]),
+    lambda: fl.hf.TopKLogitsWarper(4),
+    lambda: fl.MinPLogitsWarper(0.2),
+    Ban,
+)
+
+_NO_OP = {
+    # transformers' NoBadWords whose words were all EOS singletons holds nothing: to_native gives an empty
+    # suppression, the builder an empty bias; both leave the scores as they are.
+    "Processor(SuppressTokens([]))",
+    "Processor(SequenceBias(SequenceBias { single: [], groups: [], max_id: 0 }))",
+}
+
+
+def as_run(p) -> tuple[str, str]:
+    """A processor of a chain as NativeChain runs it: its class name and its native parameters (transformers'
+    processors converted by `to_native`), or, for one fastlogits lacks, the object itself."""
+    n = to_native(p)
+    if n is None:
+        return type(p).__name__, f"python callable {id(p)}"
+    spec = repr(n.native())
+    if spec in _NO_OP:
+        spec = "no-op"
+    if isinstance(n, fl.EtaLogitsWarper):
+        # transformers keeps eta's epsilon as a float32 tensor; the native core rounds it to float32 itself.
+        spec = re.sub(r"eps: ([^,]+)", lambda m: f"eps: {float(np.float32(float(m[1])))}", spec)
+    return type(p).__name__, spec
+
+
+@given(gen_kwargs, st.integers(1, 3), st.integers(1, 12), st.integers(0, 2**32 - 1), st.data())
+def test_generate_builds_the_chain_transformers_builds(kwargs, batch, prompt_len, seed, data):
+    """`fastlogits.generate` builds its chain from the resolved config (the one builder behind
+    `from_generation_config`), with the user's processors merged in: the same classes, in the same order,
+    with the same parameters, as the list transformers' `_get_logits_processor` built in that very call."""
+    model = tiny_model()
+    rng = np.random.default_rng(seed)
+    ids = torch.from_numpy(rng.integers(0, 100, size=(batch, prompt_len)))
+    mask = torch.ones_like(ids)
+    if data.draw(st.booleans()):
+        mask[0, : rng.integers(0, prompt_len)] = (
+            0  # left padding on the first row (else generate drops the mask)
+        )
+    made = [f() for f in USER_PROCESSORS]
+    # (repeats: the same object twice, which transformers' merge appends once)
+    user = [made[i] for i in data.draw(st.lists(st.integers(0, len(made) - 1), max_size=5))]
+    kw = dict(kwargs, max_new_tokens=2)
+    if user:
+        kw["logits_processor"] = hf.LogitsProcessorList(user)
+    decoding = _start(model, ids, mask, None, 0, None, kw)
+    assert decoding.chain_source == "generation_config"
+    assert [as_run(p) for p in decoding.processors] == [as_run(p) for p in decoding.hf_processors]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(forced_eos_token_id=5),
+        dict(forced_bos_token_id=5),
+        dict(renormalize_logits=True, repetition_penalty=1.3),
+        dict(remove_invalid_values=True),
+        dict(encoder_repetition_penalty=1.3),
+        dict(encoder_no_repeat_ngram_size=2),
+        dict(guidance_scale=1.5),
+        dict(watermarking_config=WatermarkingConfig(bias=2.0)),
+        dict(top_h=0.5, do_sample=True),
+        dict(min_length=True),  # (a bool count: the builder rejects it, transformers accepts it)
+    ],
+    ids=lambda kw: next(iter(kw)),
+)
+def test_generate_runs_transformers_list_where_the_builder_lacks_a_processor(kwargs):
+    """Settings that select processors fastlogits does not implement: `generate` runs the list transformers
+    built, those processors as transformers' own (greedy: the same tokens as `model.generate`)."""
+    model = tiny_model()
+    ids = torch.tensor([[5, 9, 2, 5, 9], [1, 2, 3, 4, 6]])
+    kw = dict(kwargs, max_new_tokens=6)
+    decoding = _start(model, ids, None, None, 0, None, dict(kw))
+    assert decoding.chain_source == "transformers"
+    assert all(a is b for a, b in zip(decoding.processors, decoding.hf_processors, strict=True))
+    if not kw.get("do_sample") and "guidance_scale" not in kw:
+        assert torch.equal(fl.generate(model, ids, **kw), model.generate(ids, **kw))
+
+
+def test_custom_generate_hook_runs_transformers_list(monkeypatch):
+    """`custom_generate=fastlogits.hf.decode` sees only the merged list, not the user's entries: it runs it."""
+    from fastlogits.transformers._loop import _Decoding
+
+    seen = []
+    run = _Decoding.run
+
+    def recording_run(self):
+        seen.append(self.chain_source)
+        return run(self)
+
+    monkeypatch.setattr(_Decoding, "run", recording_run)
+    model = tiny_model()
+    ids = torch.tensor([[5, 9, 2]])
+    kw = dict(max_new_tokens=5, repetition_penalty=1.3, logits_processor=[hf.NoRepeatNGramLogitsProcessor(2)])
+    ref = model.generate(ids, **kw)
+    assert torch.equal(model.generate(ids, **kw, custom_generate=fl.hf.decode), ref)
+    assert torch.equal(fl.generate(model, ids, **kw), ref)
+    assert seen == ["transformers", "generation_config"]
+
+
 def test_do_sample_defaults_to_top_k_50():
     pipe = fl.LogitsPipeline.from_generation_config(do_sample=True)
     assert [type(p).__name__ for p in pipe] == ["TopKLogitsWarper"]
@@ -204,6 +330,13 @@ def test_custom_processor_replaces_the_built_one():
     )
     names = [type(p).__name__ for p in pipe]
     assert names == ["RepetitionPenaltyLogitsProcessor", "TopKLogitsWarper", "SuppressTokensLogitsProcessor"]
+
+
+def test_custom_processor_listed_twice_is_merged_as_transformers_merges_it():
+    a, b = fl.SuppressTokensLogitsProcessor([1]), fl.SuppressTokensLogitsProcessor([2])
+    ref = tiny_model()._merge_criteria_processor_list(hf.LogitsProcessorList(), [a, b, a])
+    pipe = fl.LogitsPipeline.from_generation_config(logits_processor=[a, b, a])
+    assert [id(p) for p in pipe] == [id(p) for p in ref] == [id(a), id(b)]
 
 
 @given(cases(max_v=3000, max_b=8, all_inf_rows=False), st.data())

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -37,7 +37,15 @@ from .processors import (
     sample_native,
 )
 
-__all__ = ["LogitsPipeline", "GENERATION_DEFAULTS", "check_generation_values"]
+__all__ = [
+    "LogitsPipeline",
+    "GENERATION_DEFAULTS",
+    "build_chain",
+    "check_generation_values",
+    "encoder_settings",
+    "resolve_settings",
+    "unsupported_setting",
+]
 
 # transformers 5.23 `GenerationConfig._get_default_generation_params()`: what `generate` uses for a
 # field left unset (None) by the user and the model's generation config.
@@ -67,8 +75,9 @@ GENERATION_DEFAULTS: dict[str, Any] = {
     "encoder_repetition_penalty": 1.0,
 }
 
-# Fields that select logits processors fastlogits does not implement: setting one is an error, never
-# silently ignored. (value that means "unset" -> message)
+# Fields that select logits processors the builder (`build_chain`) does not implement: in
+# `from_generation_config` setting one is an error, never silently ignored; `fastlogits.generate` then runs the
+# list transformers built. (values that mean "unset")
 _UNSUPPORTED: dict[str, tuple[Any, ...]] = {
     "guidance_scale": (None, 1, 1.0),
     "forced_bos_token_id": (None,),
@@ -81,6 +90,14 @@ _UNSUPPORTED: dict[str, tuple[Any, ...]] = {
     "force_words_ids": (None,),
     "penalty_alpha": (None, 0, 0.0),
     "dola_layers": (None,),
+}
+
+# Fields whose processors read encoder input ids (values that mean "off"): `from_generation_config` has none and
+# ignores them with a warning; `generate` gives transformers the prompt as encoder input ids, so its list has them
+# and runs as built.
+_ENCODER_SETTINGS: dict[str, tuple[Any, ...]] = {
+    "encoder_repetition_penalty": (None, 1.0),
+    "encoder_no_repeat_ngram_size": (None, 0),
 }
 
 # Extensions beyond transformers, accepted as keyword arguments only.
@@ -143,28 +160,6 @@ def check_generation_values(cfg: Any) -> None:
             inside = (lo <= x if lo_in else lo < x) and x < hi
             if not (inside or x in off):
                 raise InvalidArgumentError(f"`{name}` has to be {what}, but is {value!r}")
-
-
-def _resolve(generation_config: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Effective generation parameters, in transformers' order: the config's unset (None) fields take
-    the global defaults, then keyword arguments override, an explicit ``None`` included (so
-    ``top_k=None`` disables top-k, as in ``generate``)."""
-    cfg: dict[str, Any] = {}
-    if generation_config is not None:
-        if isinstance(generation_config, dict):
-            cfg.update(generation_config)
-        elif hasattr(generation_config, "__dict__"):
-            cfg.update({k: v for k, v in vars(generation_config).items() if not k.startswith("_")})
-        else:
-            raise InvalidTypeError(
-                "`generation_config` has to be a transformers.GenerationConfig, a dict or None, but is "
-                f"{type(generation_config).__name__}"
-            )
-    for k, v in GENERATION_DEFAULTS.items():
-        if cfg.get(k) is None:
-            cfg[k] = v
-    cfg.update(kwargs)
-    return cfg
 
 
 def _eos_list(eos: Any) -> list[int] | None:
@@ -294,7 +289,8 @@ class LogitsPipeline:
         **kwargs: Any,
     ) -> LogitsPipeline:
         """The processors, in the order, that transformers' ``generate()`` builds
-        (``GenerationMixin._get_logits_processor``) for this configuration.
+        (``GenerationMixin._get_logits_processor``) for this configuration: :func:`build_chain`, the
+        builder ``fastlogits.generate`` uses too.
 
         ``generation_config``: a ``transformers.GenerationConfig``, a dict, or None; keyword arguments
         override its fields, and fields left unset take transformers' defaults: ``do_sample=True``
@@ -314,126 +310,313 @@ class LogitsPipeline:
         raise ``InvalidArgumentError`` naming them.
         """
         extensions = {k: kwargs.pop(k) for k in _EXTENSIONS if k in kwargs}
-        cfg = _resolve(generation_config, kwargs)
+        cfg = resolve_settings(generation_config, kwargs)
         check_generation_values(cfg)
-        for name, unset in _UNSUPPORTED.items():
-            value = cfg.get(name)
-            if not any(value is u or (u is not None and value == u) for u in unset):
-                raise InvalidArgumentError(
-                    f"`{name}={value!r}` selects a logits processor that fastlogits does not implement"
-                )
+        name = unsupported_setting(cfg)
+        if name is not None:
+            raise InvalidArgumentError(
+                f"`{name}={cfg.get(name)!r}` selects a logits processor that fastlogits does not implement"
+            )
+        for name in encoder_settings(cfg):
+            warnings.warn(
+                f"`{name}` needs encoder inputs: GPT-2 has none; ignoring the argument (as transformers "
+                "does).",
+                UserWarning,
+                stacklevel=2,
+            )
         eos = _eos_list(cfg.get("eos_token_id"))
         prompt_len = input_ids_seq_length
         if prompt_len is not None and (not isinstance(prompt_len, (int, np.integer)) or prompt_len < 0):
             raise InvalidArgumentError(
                 f"`input_ids_seq_length` has to be the prompt length (an int >= 0), but is {prompt_len!r}"
             )
+        return cls(
+            build_chain(
+                cfg,
+                eos_token_id=eos,
+                input_ids_seq_length=prompt_len,
+                attention_mask=attention_mask,
+                logits_processor=list(logits_processor or []),
+                extensions=extensions,
+            )
+        )
 
-        def need_prompt_len(what: str) -> int:
-            if prompt_len is None:
-                raise InvalidArgumentError(f"`{what}` needs `input_ids_seq_length` (the prompt length)")
-            return int(prompt_len)
 
-        procs: list[FastLogitsProcessor] = []
-        if cfg.get("sequence_bias") is not None:
-            procs.append(SequenceBiasLogitsProcessor(cfg["sequence_bias"]))
-        if cfg.get("encoder_repetition_penalty") not in (None, 1.0):
-            warnings.warn(
-                "`encoder_repetition_penalty` needs encoder inputs: GPT-2 has none; ignoring the argument "
-                "(as transformers does).",
-                UserWarning,
-                stacklevel=2,
-            )
-        if cfg.get("repetition_penalty") is not None and _not_one(
-            cfg["repetition_penalty"], "repetition_penalty"
-        ):
-            ignore = None if attention_mask is None else _padding_lengths(attention_mask)
-            procs.append(
-                RepetitionPenaltyLogitsProcessor(cfg["repetition_penalty"], prompt_ignore_length=ignore)
-            )
-        if extensions.get("frequency_penalty") not in (None, 0, 0.0):
-            procs.append(
-                FrequencyPenaltyLogitsProcessor(
-                    extensions["frequency_penalty"], need_prompt_len("frequency_penalty")
-                )
-            )
-        if extensions.get("presence_penalty") not in (None, 0, 0.0):
-            procs.append(
-                PresencePenaltyLogitsProcessor(
-                    extensions["presence_penalty"], need_prompt_len("presence_penalty")
-                )
-            )
-        if extensions.get("logit_bias"):
-            procs.append(LogitBiasLogitsProcessor(extensions["logit_bias"]))
-        if (_count(cfg, "no_repeat_ngram_size") or 0) > 0:
-            procs.append(NoRepeatNGramLogitsProcessor(cfg["no_repeat_ngram_size"]))
-        if cfg.get("encoder_no_repeat_ngram_size") not in (None, 0):
-            warnings.warn(
-                "`encoder_no_repeat_ngram_size` needs encoder inputs: GPT-2 has none; ignoring the argument "
-                "(as transformers does).",
-                UserWarning,
-                stacklevel=2,
-            )
-        if cfg.get("bad_words_ids") is not None:
-            procs.append(NoBadWordsLogitsProcessor(cfg["bad_words_ids"], eos))
-        if (_count(cfg, "min_length") or 0) > 0 and eos is not None:
-            procs.append(MinLengthLogitsProcessor(cfg["min_length"], eos))
-        if (_count(cfg, "min_new_tokens") or 0) > 0 and eos is not None:
-            procs.append(
-                MinNewTokensLengthLogitsProcessor(
-                    need_prompt_len("min_new_tokens"), cfg["min_new_tokens"], eos
-                )
-            )
-        if cfg.get("exponential_decay_length_penalty") is not None:
-            if eos is None:
-                raise InvalidArgumentError("`exponential_decay_length_penalty` needs `eos_token_id`")
-            procs.append(
-                ExponentialDecayLengthPenalty(
-                    cfg["exponential_decay_length_penalty"],
-                    eos,
-                    need_prompt_len("exponential_decay_length_penalty"),
-                )
-            )
-        if cfg.get("suppress_tokens") is not None:
-            procs.append(SuppressTokensLogitsProcessor(cfg["suppress_tokens"]))
-        if cfg.get("begin_suppress_tokens") is not None:
-            procs.append(
-                SuppressTokensAtBeginLogitsProcessor(
-                    cfg["begin_suppress_tokens"], need_prompt_len("begin_suppress_tokens")
-                )
-            )
-        procs = _merge(procs, list(logits_processor or []))
+# -- the chain transformers builds: one builder, used by `LogitsPipeline.from_generation_config` and by
+# `fastlogits.generate` -----------------------------------------------------------------------------------
 
-        if cfg.get("do_sample"):
-            num_beams = cfg.get("num_beams") or 1
-            min_keep = (len(eos) + 1 if eos is not None else 2) if num_beams > 1 else 1
-            # transformers' conditions; `check_generation_values` has rejected what they would skip.
-            if cfg.get("temperature") is not None and _not_one(cfg["temperature"], "temperature"):
-                # An int other than 1 is rejected, as `generate` rejects it.
-                procs.append(TemperatureLogitsWarper(cfg["temperature"]))
-            top_k = cfg.get("top_k")
-            if top_k is not None and (not isinstance(top_k, (int, float)) or top_k != 0):
-                procs.append(TopKLogitsWarper(top_k, min_tokens_to_keep=min_keep))
-            if cfg.get("top_p") is not None and _not_one(cfg["top_p"], "top_p"):
-                procs.append(TopPLogitsWarper(cfg["top_p"], min_tokens_to_keep=min_keep))
-            if cfg.get("min_p") is not None:
-                procs.append(MinPLogitsWarper(cfg["min_p"], min_tokens_to_keep=min_keep))
-            if cfg.get("typical_p") is not None and cfg["typical_p"] != 1.0:
-                procs.append(TypicalLogitsWarper(cfg["typical_p"], min_tokens_to_keep=min_keep))
-            if cfg.get("epsilon_cutoff") is not None and cfg["epsilon_cutoff"] != 0.0:
-                procs.append(EpsilonLogitsWarper(cfg["epsilon_cutoff"], min_tokens_to_keep=min_keep))
-            if cfg.get("eta_cutoff") is not None and cfg["eta_cutoff"] != 0.0:
-                procs.append(EtaLogitsWarper(cfg["eta_cutoff"], min_tokens_to_keep=min_keep))
-        return cls(procs)
+
+def resolve_settings(
+    generation_config: Any, kwargs: dict[str, Any] | None = None, *, defaults: bool = True
+) -> dict[str, Any]:
+    """Effective generation parameters, in transformers' order: the config's unset (None) fields take
+    the global defaults, then keyword arguments override, an explicit ``None`` included (so
+    ``top_k=None`` disables top-k, as in ``generate``). ``defaults=False``: the config is one ``generate``
+    has resolved already; its None fields stay None (off), as ``_get_logits_processor`` reads them."""
+    cfg: dict[str, Any] = {}
+    if generation_config is not None:
+        if isinstance(generation_config, dict):
+            cfg.update(generation_config)
+        elif hasattr(generation_config, "__dict__"):
+            cfg.update({k: v for k, v in vars(generation_config).items() if not k.startswith("_")})
+        else:
+            raise InvalidTypeError(
+                "`generation_config` has to be a transformers.GenerationConfig, a dict or None, but is "
+                f"{type(generation_config).__name__}"
+            )
+    if defaults:
+        for k, v in GENERATION_DEFAULTS.items():
+            if cfg.get(k) is None:
+                cfg[k] = v
+    cfg.update(kwargs or {})
+    return cfg
+
+
+def _is_set(value: Any, unset: tuple[Any, ...]) -> bool:
+    return not any(value is u or (u is not None and value == u) for u in unset)
+
+
+def unsupported_setting(cfg: dict[str, Any]) -> str | None:
+    """The first of the resolved settings ``cfg`` that selects a processor the builder does not implement
+    (``_UNSUPPORTED``), or None."""
+    return next((name for name, unset in _UNSUPPORTED.items() if _is_set(cfg.get(name), unset)), None)
+
+
+def encoder_settings(cfg: dict[str, Any]) -> list[str]:
+    """The set settings whose processors read encoder input ids (the builder never builds them:
+    ``from_generation_config`` has no encoder inputs; ``generate`` gives transformers the prompt as encoder
+    input ids, so its list includes them)."""
+    return [name for name, unset in _ENCODER_SETTINGS.items() if _is_set(cfg.get(name), unset)]
+
+
+class _Settings:
+    """What the rules read: the resolved settings, the extensions, the EOS ids, the prompt length and the
+    attention mask. Missing values that a selected processor needs raise ``InvalidArgumentError``."""
+
+    def __init__(
+        self,
+        cfg: dict[str, Any],
+        extensions: dict[str, Any],
+        eos: list[int] | None,
+        prompt_len: int | None,
+        attention_mask: Any,
+    ):
+        self.cfg, self.extensions, self.eos = cfg, extensions, eos
+        self._prompt_len, self._mask = prompt_len, attention_mask
+
+    def __getitem__(self, name: str) -> Any:
+        return self.cfg.get(name)
+
+    def ext(self, name: str) -> Any:
+        return self.extensions.get(name)
+
+    def count(self, name: str) -> int:
+        """An integer setting, 0 when unset."""
+        return _count(self.cfg, name) or 0
+
+    def not_one(self, name: str) -> bool:
+        """transformers' ``value is not None and value != 1.0`` (also for per-row lists)."""
+        return self.cfg.get(name) is not None and _not_one(self.cfg[name], name)
+
+    def prompt_len(self, what: str) -> int:
+        if self._prompt_len is None:
+            raise InvalidArgumentError(f"`{what}` needs `input_ids_seq_length` (the prompt length)")
+        return int(self._prompt_len)
+
+    def eos_for(self, what: str) -> list[int]:
+        if self.eos is None:
+            raise InvalidArgumentError(f"`{what}` needs `eos_token_id`")
+        return self.eos
+
+    def padding(self) -> list[int] | None:
+        """The left padding of each row, skipped by the repetition penalty (as in `generate`)."""
+        return None if self._mask is None else _padding_lengths(self._mask)
+
+    def min_keep(self) -> int:
+        """The warpers' ``min_tokens_to_keep``: with beams, one token more than the EOS ids (a
+        continuation besides EOS), else 1."""
+        if (self.cfg.get("num_beams") or 1) > 1:
+            return len(self.eos) + 1 if self.eos is not None else 2
+        return 1
+
+
+class _Rule(NamedTuple):
+    """One processor of the chain: built when ``when(settings)`` holds, as ``cls(**args(settings))``."""
+
+    cls: type[FastLogitsProcessor]
+    when: Callable[[_Settings], bool]
+    args: Callable[[_Settings], dict[str, Any]]
+
+
+def _top_k_on(s: _Settings) -> bool:
+    top_k = s["top_k"]
+    return top_k is not None and (not isinstance(top_k, (int, float)) or top_k != 0)
+
+
+# transformers 5.23 `GenerationMixin._get_logits_processor`, in its order: the processors it builds always
+# (before the user's processors are merged in), then, when sampling, the warpers. Its rows fastlogits does not
+# implement are in `_UNSUPPORTED` (and `_ENCODER_SETTINGS`); the extensions come after the repetition penalty.
+# The conditions are transformers' (`check_generation_values` has rejected the out-of-range values for which
+# transformers' `top_p < 1.0`, `0.0 < epsilon_cutoff < 1.0`, ... differ from "not off").
+_PROCESSOR_RULES: tuple[_Rule, ...] = (
+    _Rule(
+        SequenceBiasLogitsProcessor,
+        lambda s: s["sequence_bias"] is not None,
+        lambda s: dict(sequence_bias=s["sequence_bias"]),
+    ),
+    _Rule(
+        RepetitionPenaltyLogitsProcessor,
+        lambda s: s.not_one("repetition_penalty"),
+        lambda s: dict(penalty=s["repetition_penalty"], prompt_ignore_length=s.padding()),
+    ),
+    _Rule(
+        FrequencyPenaltyLogitsProcessor,
+        lambda s: s.ext("frequency_penalty") not in (None, 0, 0.0),
+        lambda s: dict(penalty=s.ext("frequency_penalty"), prompt_length=s.prompt_len("frequency_penalty")),
+    ),
+    _Rule(
+        PresencePenaltyLogitsProcessor,
+        lambda s: s.ext("presence_penalty") not in (None, 0, 0.0),
+        lambda s: dict(penalty=s.ext("presence_penalty"), prompt_length=s.prompt_len("presence_penalty")),
+    ),
+    _Rule(
+        LogitBiasLogitsProcessor,
+        lambda s: bool(s.ext("logit_bias")),
+        lambda s: dict(logit_bias=s.ext("logit_bias")),
+    ),
+    _Rule(
+        NoRepeatNGramLogitsProcessor,
+        lambda s: s.count("no_repeat_ngram_size") > 0,
+        lambda s: dict(ngram_size=s["no_repeat_ngram_size"]),
+    ),
+    _Rule(
+        NoBadWordsLogitsProcessor,
+        lambda s: s["bad_words_ids"] is not None,
+        lambda s: dict(bad_words_ids=s["bad_words_ids"], eos_token_id=s.eos),
+    ),
+    _Rule(
+        MinLengthLogitsProcessor,
+        lambda s: s.count("min_length") > 0 and s.eos is not None,
+        lambda s: dict(min_length=s["min_length"], eos_token_id=s.eos),
+    ),
+    _Rule(
+        MinNewTokensLengthLogitsProcessor,
+        lambda s: s.count("min_new_tokens") > 0 and s.eos is not None,
+        lambda s: dict(
+            prompt_length_to_skip=s.prompt_len("min_new_tokens"),
+            min_new_tokens=s["min_new_tokens"],
+            eos_token_id=s.eos,
+        ),
+    ),
+    _Rule(
+        ExponentialDecayLengthPenalty,
+        lambda s: s["exponential_decay_length_penalty"] is not None,
+        lambda s: dict(
+            exponential_decay_length_penalty=s["exponential_decay_length_penalty"],
+            eos_token_id=s.eos_for("exponential_decay_length_penalty"),
+            input_ids_seq_length=s.prompt_len("exponential_decay_length_penalty"),
+        ),
+    ),
+    _Rule(
+        SuppressTokensLogitsProcessor,
+        lambda s: s["suppress_tokens"] is not None,
+        lambda s: dict(suppress_tokens=s["suppress_tokens"]),
+    ),
+    _Rule(
+        # begin_index: the prompt length (transformers adds 1 only with `forced_bos_token_id`, unsupported).
+        SuppressTokensAtBeginLogitsProcessor,
+        lambda s: s["begin_suppress_tokens"] is not None,
+        lambda s: dict(
+            begin_suppress_tokens=s["begin_suppress_tokens"],
+            begin_index=s.prompt_len("begin_suppress_tokens"),
+        ),
+    ),
+)
+
+_WARPER_RULES: tuple[_Rule, ...] = (
+    # An int temperature other than 1 is rejected by the processor, as `generate` rejects it.
+    _Rule(
+        TemperatureLogitsWarper,
+        lambda s: s.not_one("temperature"),
+        lambda s: dict(temperature=s["temperature"]),
+    ),
+    _Rule(
+        TopKLogitsWarper,
+        _top_k_on,
+        lambda s: dict(top_k=s["top_k"], min_tokens_to_keep=s.min_keep()),
+    ),
+    _Rule(
+        TopPLogitsWarper,
+        lambda s: s.not_one("top_p"),
+        lambda s: dict(top_p=s["top_p"], min_tokens_to_keep=s.min_keep()),
+    ),
+    _Rule(
+        MinPLogitsWarper,
+        lambda s: s["min_p"] is not None,
+        lambda s: dict(min_p=s["min_p"], min_tokens_to_keep=s.min_keep()),
+    ),
+    _Rule(
+        TypicalLogitsWarper,
+        lambda s: s["typical_p"] is not None and s["typical_p"] != 1.0,
+        lambda s: dict(mass=s["typical_p"], min_tokens_to_keep=s.min_keep()),
+    ),
+    _Rule(
+        EpsilonLogitsWarper,
+        lambda s: s["epsilon_cutoff"] is not None and s["epsilon_cutoff"] != 0.0,
+        lambda s: dict(epsilon=s["epsilon_cutoff"], min_tokens_to_keep=s.min_keep()),
+    ),
+    _Rule(
+        EtaLogitsWarper,
+        lambda s: s["eta_cutoff"] is not None and s["eta_cutoff"] != 0.0,
+        lambda s: dict(epsilon=s["eta_cutoff"], min_tokens_to_keep=s.min_keep()),
+    ),
+)
+
+
+def _same_type(custom: Any, default: FastLogitsProcessor) -> bool:
+    return type(custom) is type(default)
+
+
+def build_chain(
+    cfg: dict[str, Any],
+    *,
+    eos_token_id: Any = None,
+    input_ids_seq_length: int | None = None,
+    attention_mask: Any = None,
+    logits_processor: Sequence[Any] = (),
+    same_class: Callable[[Any, FastLogitsProcessor], bool] = _same_type,
+    extensions: dict[str, Any] | None = None,
+) -> list[Any]:
+    """The chain transformers' ``generate`` builds (``_get_logits_processor``) for the resolved settings
+    ``cfg`` (:func:`resolve_settings`; the caller has checked them with :func:`check_generation_values`
+    and :func:`unsupported_setting`): fastlogits processors, in transformers' order, from the tables
+    ``_PROCESSOR_RULES`` and ``_WARPER_RULES``.
+
+    ``logits_processor``: the caller's own processors, merged as transformers merges them
+    (``_merge_criteria_processor_list``: one for which ``same_class(custom, built)`` holds replaces the
+    built one, the others are appended), before the sampling warpers; they are returned as given
+    (``LogitsPipeline`` needs fastlogits processors; ``fastlogits.generate`` converts transformers' own
+    with ``to_native``). ``same_class``: ``type(custom) is type(built)`` by default; ``generate`` compares
+    with the transformers class of the same name. ``extensions``: ``presence_penalty``,
+    ``frequency_penalty``, ``logit_bias`` (not in transformers)."""
+    eos = None if eos_token_id is None else token_list(eos_token_id, "eos_token_id")
+    s = _Settings(cfg, extensions or {}, eos, input_ids_seq_length, attention_mask)
+    chain: list[Any] = [r.cls(**r.args(s)) for r in _PROCESSOR_RULES if r.when(s)]
+    chain = _merge(chain, list(logits_processor), same_class)
+    if cfg.get("do_sample"):
+        chain += [r.cls(**r.args(s)) for r in _WARPER_RULES if r.when(s)]
+    return chain
 
 
 def _merge(
-    defaults: list[FastLogitsProcessor], custom: list[FastLogitsProcessor]
-) -> list[FastLogitsProcessor]:
+    defaults: list[Any], custom: list[Any], same_class: Callable[[Any, Any], bool] = _same_type
+) -> list[Any]:
     """transformers' `_merge_criteria_processor_list`: a custom processor replaces the built one of the
-    same class; the remaining custom ones are appended."""
+    same class (the first such custom one); the custom ones not in the result yet are appended."""
     if not custom:
         return defaults
-    out = [next((c for c in custom if type(c) is type(d)), d) for d in defaults]
-    out += [c for c in custom if not any(c is o for o in out)]
+    out = [next((c for c in custom if same_class(c, d)), d) for d in defaults]
+    for c in custom:
+        if c not in out:
+            out.append(c)
     return out

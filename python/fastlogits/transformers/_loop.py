@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import transformers.generation.logits_process as T
 from transformers.generation.stopping_criteria import EosTokenCriteria, MaxLengthCriteria
 from transformers.generation.utils import (
     GenerateBeamDecoderOnlyOutput,
@@ -19,8 +20,14 @@ from transformers.generation.utils import (
 from .. import _native
 from .._validate import check_seed
 from ..beam import BeamSearch
-from ..errors import InvalidArgumentError
-from ..pipeline import check_generation_values
+from ..errors import FastLogitsError, InvalidArgumentError
+from ..pipeline import (
+    build_chain,
+    check_generation_values,
+    encoder_settings,
+    resolve_settings,
+    unsupported_setting,
+)
 from .convert import NativeChain
 
 _SUPPORTED_MODES = {
@@ -36,6 +43,48 @@ _MODE_ARGS = {
     GenerationMode.ASSISTED_GENERATION: "`prompt_lookup_num_tokens` / `use_mtp` / `assistant_early_exit`",
     GenerationMode.DOLA_GENERATION: "`dola_layers`",
 }
+
+
+def _same_transformers_class(custom: Any, built: Any) -> bool:
+    """transformers' merge compares `type(custom) is type(built)` with its own classes: a user's processor
+    replaces the one built from the config when it is the transformers class of the same name."""
+    return type(custom) is getattr(T, type(built).__name__, None)
+
+
+def _step_processors(
+    cfg, input_ids: torch.Tensor, attention_mask: Any, built: Any, user: Any
+) -> tuple[list[Any], str]:
+    """The processors of a step, in order, and where they come from.
+
+    ``"generation_config"``: the builder of ``LogitsPipeline.from_generation_config``
+    (:func:`fastlogits.pipeline.build_chain`) from the config ``generate`` resolved, the prompt length and
+    the attention mask it prepared, with the user's ``logits_processor`` entries merged in as transformers
+    merges them (as given: :class:`NativeChain` converts them with ``to_native`` or runs them as they are).
+
+    ``"transformers"``: the list ``generate`` built (``built``), where the builder does not make that
+    chain: the config selects processors fastlogits does not implement (``guidance_scale``,
+    ``forced_bos_token_id``, ``renormalize_logits``, watermarking, ..., and the encoder settings, which
+    transformers applies with the prompt as encoder input ids), the builder rejects a setting transformers
+    accepted, or the user's list is unknown (``user`` None: the ``custom_generate`` hook sees only the
+    merged list). Processors fastlogits lacks then run as transformers' own, in order."""
+    if user is None:
+        return list(built), "transformers"
+    settings = resolve_settings(cfg, defaults=False)  # as generate resolved it (a None is off)
+    if unsupported_setting(settings) is not None or encoder_settings(settings):
+        return list(built), "transformers"
+    eos = cfg._eos_token_tensor
+    try:
+        chain = build_chain(
+            settings,
+            eos_token_id=None if eos is None else eos.tolist(),
+            input_ids_seq_length=input_ids.shape[1],
+            attention_mask=attention_mask,
+            logits_processor=list(user),
+            same_class=_same_transformers_class,
+        )
+    except FastLogitsError:
+        return list(built), "transformers"
+    return chain, "generation_config"
 
 
 class _Stepper:
@@ -126,7 +175,16 @@ class _Decoding:
     or beam search), one step at a time."""
 
     def __init__(
-        self, model, input_ids, logits_processor, stopping_criteria, cfg, model_kwargs, seed, streamer
+        self,
+        model,
+        input_ids,
+        logits_processor,
+        stopping_criteria,
+        cfg,
+        model_kwargs,
+        seed,
+        streamer,
+        user_processors=None,
     ):
         mode = cfg.get_generation_mode()
         if mode not in _SUPPORTED_MODES:
@@ -156,7 +214,13 @@ class _Decoding:
             raise InvalidArgumentError("`token_type_ids` is not supported by fastlogits.generate")
         self.device = input_ids.device
         self.prompt = input_ids
-        self.chain = NativeChain(logits_processor)
+        # The chain through the one builder (see `_step_processors`); `logits_processor` is the list transformers
+        # built, kept for comparison and as the fallback.
+        self.hf_processors = list(logits_processor)
+        self.processors, self.chain_source = _step_processors(
+            cfg, input_ids, model_kwargs.get("attention_mask"), logits_processor, user_processors
+        )
+        self.chain = NativeChain(self.processors)
         self.criteria = list(stopping_criteria)
         self.seed = check_seed(seed)
         self.streamer = streamer

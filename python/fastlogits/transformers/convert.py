@@ -4,9 +4,10 @@
   processor fastlogits implements, read from its attributes so that it behaves identically).
 * :class:`FusedLogitsProcessor`: several processors as one ``transformers.LogitsProcessor`` (one native call,
   one copy).
-* :class:`NativeChain`: a whole list (for instance the one ``generate`` builds) over one float32 host buffer:
-  consecutive processors fastlogits implements become one native call; any other (a user's own, or one
-  fastlogits lacks) runs as is, in order.
+* :class:`NativeChain`: a whole list over one float32 host buffer (``fastlogits.generate``'s: the chain built
+  from the config by ``fastlogits.pipeline.build_chain`` with the user's processors, or transformers' own list
+  where the config selects processors fastlogits lacks): consecutive processors fastlogits implements become one
+  native call; any other (a user's own, or one fastlogits lacks) runs as is, in order.
 """
 
 from __future__ import annotations

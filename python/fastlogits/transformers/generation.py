@@ -6,8 +6,13 @@ Everything before the decoding loop is transformers' own code: ``fastlogits.gene
 and defaulted exactly as ``generate`` does it (the model's generation config, ``max_new_tokens``,
 attention mask, position ids, expansion for ``num_return_sequences`` / ``num_beams``, the ``DynamicCache``,
 the processor list and the stopping criteria). The loop then runs GPT-2 forward passes with that cache and
-passes exactly the inputs ``generate`` would pass, so the logits are bit-identical; the processors
-``generate`` built are converted to one native call per step (:class:`fastlogits.transformers.NativeChain`).
+passes exactly the inputs ``generate`` would pass, so the logits are bit-identical. The processors are built
+from the resolved config, the prompt length and the attention mask by the one builder of the chain
+transformers builds (``fastlogits.pipeline.build_chain``, also behind ``LogitsPipeline.from_generation_config``),
+with the ``logits_processor=`` entries merged in as transformers merges them, and run as one native call per
+step (:class:`fastlogits.transformers.NativeChain`). Where the config selects processors fastlogits does not
+implement (``guidance_scale``, ``forced_eos_token_id``, ``renormalize_logits``, ...), the list ``generate``
+built runs instead, those processors as transformers' own.
 
 Greedy and beam search give the same tokens as ``model.generate``. Sampling draws from the same
 distribution, but with fastlogits' counter-based generator: ``seed=`` makes it reproducible (torch's global
@@ -97,7 +102,8 @@ def _start(model, input_ids, attention_mask, generation_config, seed, streamer, 
             f"`attention_mask` has shape {tuple(attention_mask.shape)} but `input_ids` has "
             f"{tuple(input_ids.shape)}: they must be equal"
         )
-    decoder = _decoder(seed=seed, streamer=streamer)
+    # The user's own processors: the native chain is built from the config with them merged in (`_Decoding`).
+    decoder = _decoder(seed=seed, streamer=streamer, user_processors=kwargs.get("logits_processor") or [])
     # transformers prepares everything and hands the loop to `decoder`, which returns a lazy _Decoding.
     decoding = model.generate(
         input_ids,
@@ -110,7 +116,7 @@ def _start(model, input_ids, attention_mask, generation_config, seed, streamer, 
     return decoding
 
 
-def _decoder(seed: int | None, streamer: Any):
+def _decoder(seed: int | None, streamer: Any, user_processors: Any = None):
     def fastlogits_decode(
         model,
         input_ids,
@@ -129,6 +135,7 @@ def _decoder(seed: int | None, streamer: Any):
             model_kwargs,
             seed,
             streamer,
+            user_processors,
         )
 
     return fastlogits_decode
