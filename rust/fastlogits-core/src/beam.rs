@@ -14,8 +14,8 @@
 //! does) and rounded to f32 (as torch does for a float32 tensor divided by a Python float).
 //!
 //! The `B x (K * V)` candidates are never sorted: every row's `beams_to_keep` best accumulated scores
-//! are selected in one read of the row (rows in parallel), and only the `K * beams_to_keep` survivors of
-//! an entry are sorted.
+//! are selected in one read of the row (rows in parallel, by [`crate::select::top_k_shifted`]), and only
+//! the `K * beams_to_keep` survivors of an entry are sorted.
 //!
 //! **Ties.** `torch.topk` orders exactly equal values in an implementation-defined way. Here every
 //! ranking is by value, descending, then by position, ascending (for the candidates: `beam * V + token`;
@@ -55,7 +55,7 @@ use crate::error::{Error, Result};
 use crate::kernels::{dispatch_fn, exp_nonpos, lane_sum, scan_row};
 use crate::pool;
 use crate::sampling::uniforms;
-use crate::select::{finite_cut, ge_mask, kth_largest, push_mask, Cand};
+use crate::select::{top_k_shifted, Cand};
 
 /// The mask transformers adds (in float32) to scores that must not be chosen.
 pub const MASK: f32 = -1.0e9;
@@ -239,69 +239,6 @@ type DrawWork<'a> = ((&'a mut [f32], &'a mut [f64]), &'a mut Vec<Flat>);
 #[inline]
 fn rank(a: &Flat, b: &Flat) -> Ordering {
     b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
-}
-
-#[inline]
-fn rank_cand(a: &Cand, b: &Cand) -> Ordering {
-    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
-}
-
-const CHUNK: usize = 64;
-
-dispatch_fn! {
-    /// The `k` best `(token, row[token] + s)` of a row (fewer if the row is shorter), by [`rank`], in
-    /// no particular order, in one read of the row. Returns true (and an incomplete list) if the row
-    /// holds a NaN or `+inf`.
-    fn row_top(row: &[f32], s: f32, k: usize, out: &mut Vec<Cand>) -> bool {
-        out.clear();
-        let k = k.min(row.len());
-        if k == 0 {
-            return false;
-        }
-        let mut invalid = false;
-        let mut cut = finite_cut(f32::NEG_INFINITY);
-        let mut cap = (8 * k).max(512);
-        let mut acc = [0.0f32; CHUNK];
-        for (ci, chunk) in row.chunks(CHUNK).enumerate() {
-            // The sums and the NaN / +inf test vectorize; comparing the sums (not the raw values)
-            // with the cut keeps the selection exact whatever the rounding of `x + s`.
-            let a = &mut acc[..chunk.len()];
-            let mut bad = false;
-            for (y, &x) in a.iter_mut().zip(chunk) {
-                *y = x + s;
-                bad |= x.is_nan() | (x == f32::INFINITY);
-            }
-            invalid |= bad;
-            let m = ge_mask(a, cut);
-            if m == 0 {
-                continue;
-            }
-            push_mask(a, ci * CHUNK, m, out);
-            if out.len() >= cap {
-                cut = finite_cut(kth_largest(out, k));
-                out.retain(|c| c.1 >= cut);
-                cap = cap.max(2 * out.len());
-            }
-        }
-        if invalid {
-            return true;
-        }
-        if out.len() > k {
-            out.select_nth_unstable_by(k - 1, rank_cand);
-            out.truncate(k);
-        } else if out.len() < k {
-            // Every finite score is in: the rest are the first `-inf` ones.
-            for (i, &x) in row.iter().enumerate() {
-                if out.len() == k {
-                    break;
-                }
-                if x + s == f32::NEG_INFINITY {
-                    out.push((i as u32, f32::NEG_INFINITY));
-                }
-            }
-        }
-        false
-    }
 }
 
 /// Blocks of the inverse-CDF walk of beam sampling.
@@ -521,7 +458,7 @@ impl BeamSearch {
         let scores = &self.running_scores;
         pool::for_each_mut(&mut self.row_cands, log_probs.len(), |r, rc| {
             let row = &log_probs[r * vocab..(r + 1) * vocab];
-            rc.invalid = row_top(row, scores[r], keep, &mut rc.cands);
+            rc.invalid = top_k_shifted(row, scores[r], keep, &mut rc.cands);
         });
         if self.row_cands.iter().any(|rc| rc.invalid) {
             return Err(Self::invalid_error(log_probs, vocab));
@@ -1034,38 +971,6 @@ mod tests {
         #[test]
         fn matches_reference((cfg, plen, v, seed, coarse) in config_strategy()) {
             run_both(&cfg, plen, v, seed, coarse);
-        }
-    }
-
-    #[test]
-    fn row_top_equals_full_sort() {
-        for &(v, k, s) in &[
-            (50257usize, 10usize, -3.5f32),
-            (50257, 1, 0.0),
-            (1000, 999, -1.0e9),
-            (700, 40, f32::NEG_INFINITY),
-            (5, 8, 1.0),
-        ] {
-            for coarse in [false, true] {
-                let row = make_log_probs(1, v, (v + k) as u64, coarse);
-                let mut out = Vec::new();
-                assert!(!row_top(&row, s, k, &mut out));
-                out.sort_by(rank_cand);
-                let mut all: Vec<Cand> = row.iter().enumerate().map(|(i, &x)| (i as u32, x + s)).collect();
-                all.sort_by(rank_cand);
-                all.truncate(k.min(v));
-                assert_eq!(out, all, "v={v} k={k} s={s} coarse={coarse}");
-            }
-        }
-        for at in [0usize, 57, 63, 64, 99] {
-            let mut row = vec![0.0f32; 100];
-            assert!(!row_top(&row, 0.0, 3, &mut Vec::new()));
-            row[at] = f32::NAN;
-            assert!(row_top(&row, 0.0, 3, &mut Vec::new()), "NaN at {at}");
-            row[at] = f32::INFINITY;
-            assert!(row_top(&row, 0.0, 3, &mut Vec::new()), "+inf at {at}");
-            row[at] = f32::NEG_INFINITY;
-            assert!(!row_top(&row, 0.0, 3, &mut Vec::new()));
         }
     }
 
