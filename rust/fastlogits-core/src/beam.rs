@@ -52,9 +52,9 @@
 use std::cmp::Ordering;
 
 use crate::error::{Error, Result};
-use crate::kernels::{dispatch_fn, exp_nonpos, lane_sum, scan_row};
+use crate::kernels::{dispatch_fn, exp_nonpos, scan_row};
 use crate::pool;
-use crate::sampling::uniforms;
+use crate::sampling::{block_span, block_sums, remove_weight, uniforms, walk, Landing, BLOCK};
 use crate::select::{top_k_shifted, Cand};
 
 /// The mask transformers adds (in float32) to scores that must not be chosen.
@@ -224,7 +224,7 @@ pub struct BeamSearch {
     // Scratch, reused from step to step (never part of the state).
     row_cands: Vec<RowCands>,
     exp_buf: Vec<f32>,
-    block_sums: Vec<f64>,
+    sums_buf: Vec<f64>,
     spare_running: Vec<i64>,
     spare_idx: Vec<i64>,
 }
@@ -241,51 +241,13 @@ fn rank(a: &Flat, b: &Flat) -> Ordering {
     b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
 }
 
-/// Blocks of the inverse-CDF walk of beam sampling.
-const BLOCK: usize = 256;
-
 dispatch_fn! {
-    /// `e[i] = exp((row[i] + s) - max)`, and the sum of every block of [`BLOCK`] elements.
-    fn exp_blocks(row: &[f32], s: f32, max: f32, e: &mut [f32], sums: &mut [f64]) {
+    /// `e[i] = exp((row[i] + s) - max)`: the weights of beam sampling's walk.
+    fn exp_shifted(row: &[f32], s: f32, max: f32, e: &mut [f32]) {
         for (o, &x) in e.iter_mut().zip(row) {
             *o = exp_nonpos((x + s) - max);
         }
-        for (blk, out) in e.chunks(BLOCK).zip(sums.iter_mut()) {
-            *out = lane_sum(blk);
-        }
     }
-}
-
-/// Index (into the entry's `K * V` weights `e`) drawn with `target` in `[0, total)`; `None` if the
-/// entry has no weight left. Blocks of [`BLOCK`] never straddle two beams (`nb` blocks per beam).
-fn walk(e: &[f32], sums: &[f64], vocab: usize, nb: usize, target: f64) -> Option<usize> {
-    let start = |bi: usize| (bi / nb) * vocab + (bi % nb) * BLOCK;
-    let end = |bi: usize| ((bi / nb) * vocab + ((bi % nb) + 1) * BLOCK).min((bi / nb + 1) * vocab);
-    let mut cum = 0.0f64;
-    let mut last = None;
-    for (bi, &bs) in sums.iter().enumerate() {
-        if bs <= 0.0 {
-            continue;
-        }
-        last = Some(bi);
-        if cum + bs > target {
-            let mut pick = None;
-            for (i, &w) in e[start(bi)..end(bi)].iter().enumerate() {
-                if w > 0.0 {
-                    cum += w as f64;
-                    pick = Some(start(bi) + i);
-                    if cum > target {
-                        break;
-                    }
-                }
-            }
-            return pick;
-        }
-        cum += bs;
-    }
-    // Rounding left the walk just short of the target: the last token with weight.
-    let bi = last?;
-    (start(bi)..end(bi)).rev().find(|&i| e[i] > 0.0)
 }
 
 impl BeamSearch {
@@ -341,7 +303,7 @@ impl BeamSearch {
             done: false,
             row_cands: Vec::new(),
             exp_buf: Vec::new(),
-            block_sums: Vec::new(),
+            sums_buf: Vec::new(),
             spare_running: Vec::new(),
             spare_idx: Vec::new(),
         })
@@ -481,7 +443,8 @@ impl BeamSearch {
     }
 
     /// `torch.multinomial(softmax(log_probs + running_beam_scores), beams_to_keep)` of every entry, in
-    /// draw order, with the accumulated scores of the drawn candidates.
+    /// draw order, with the accumulated scores of the drawn candidates: the sampler's two-level walk
+    /// ([`crate::sampling`]) over the entry's `K * V` weights, one segment per beam.
     fn sample_candidates(&mut self, log_probs: &[f32], vocab: usize) -> Result<Vec<Vec<Flat>>> {
         let rows = self.rows();
         let k = self.cfg.num_beams;
@@ -507,13 +470,14 @@ impl BeamSearch {
         }
         let nb = vocab.div_ceil(BLOCK);
         self.exp_buf.resize(rows * vocab, 0.0);
-        self.block_sums.resize(rows * nb, 0.0);
+        self.sums_buf.resize(rows * nb, 0.0);
         {
             let mut work: Vec<(&mut [f32], &mut [f64])> =
-                self.exp_buf.chunks_mut(vocab).zip(self.block_sums.chunks_mut(nb)).collect();
+                self.exp_buf.chunks_mut(vocab).zip(self.sums_buf.chunks_mut(nb)).collect();
             pool::for_each_mut(&mut work, log_probs.len(), |r, (e, sums)| {
                 let row = &log_probs[r * vocab..(r + 1) * vocab];
-                exp_blocks(row, scores[r], entry_max[r / k], e, sums);
+                exp_shifted(row, scores[r], entry_max[r / k], e);
+                block_sums(e, sums);
             });
         }
         let (seed, step) = (self.cfg.seed, self.steps);
@@ -521,7 +485,7 @@ impl BeamSearch {
         let mut work: Vec<DrawWork> = self
             .exp_buf
             .chunks_mut(k * vocab)
-            .zip(self.block_sums.chunks_mut(k * nb))
+            .zip(self.sums_buf.chunks_mut(k * nb))
             .zip(out.iter_mut())
             .collect();
         pool::for_each_mut(&mut work, rows * nb * keep, |b, ((e, sums), picks)| {
@@ -530,7 +494,13 @@ impl BeamSearch {
                 let total: f64 = sums.iter().sum();
                 let f = if total > 0.0 {
                     let u = uniforms(seed, b as u64, step, (j / 2) as u32)[j % 2];
-                    walk(e, sums, vocab, nb, u * total)
+                    match walk(e, sums, vocab, u * total) {
+                        Landing::At(f) => Some(f),
+                        // Rounding: the last candidate with weight in the block the sums pointed at, or
+                        // in the entry.
+                        Landing::ShortIn(blk) => block_span(blk, vocab).rev().find(|&i| e[i] > 0.0),
+                        Landing::Beyond => e.iter().rposition(|&w| w > 0.0),
+                    }
                 } else {
                     None
                 };
@@ -548,12 +518,7 @@ impl BeamSearch {
                     break;
                 };
                 picks.push((f, acc(f)));
-                e[f] = 0.0;
-                let (beam, t) = (f / vocab, f % vocab);
-                let blk = beam * nb + t / BLOCK;
-                let lo = beam * vocab + (t / BLOCK) * BLOCK;
-                let hi = (lo + BLOCK).min((beam + 1) * vocab);
-                sums[blk] = lane_sum(&e[lo..hi]);
+                remove_weight(e, sums, vocab, f);
             }
         });
         Ok(out)
