@@ -15,7 +15,9 @@
 //!
 //! The `B x (K * V)` candidates are never sorted: every row's `beams_to_keep` best accumulated scores
 //! are selected in one read of the row (rows in parallel, by [`crate::select::top_k_shifted`]), and only
-//! the `K * beams_to_keep` survivors of an entry are sorted.
+//! the `K * beams_to_keep` survivors of an entry are sorted. Beam sampling draws with the sampler's
+//! two-level walk ([`crate::sampling`]). The loop body is split as transformers splits it: each private
+//! step of [`BeamSearch::step`] names the `GenerationMixin` helper it mirrors.
 //!
 //! **Ties.** `torch.topk` orders exactly equal values in an implementation-defined way. Here every
 //! ranking is by value, descending, then by position, ascending (for the candidates: `beam * V + token`;
@@ -250,6 +252,18 @@ dispatch_fn! {
     }
 }
 
+/// The running beams of the next iteration, built by
+/// [`BeamSearch::get_running_beams_for_next_iteration`] while the current ones are still read.
+struct NextRunning {
+    /// `B*K x (cur_len + 1)`.
+    seqs: Vec<i64>,
+    /// `B*K x (cur_len + 1 - prompt_len)`.
+    idx: Vec<i64>,
+    scores: Vec<f32>,
+    next_tokens: Vec<i64>,
+    beam_idx: Vec<i64>,
+}
+
 impl BeamSearch {
     /// A search over `prompt`: `batch_size * num_beams` rows of `prompt_len` ids, row-major (the prompt
     /// already expanded to one row per beam, as `generate` does with `repeat_interleave`).
@@ -389,21 +403,16 @@ impl BeamSearch {
                 k * vocab
             )));
         }
-        let cands = if self.cfg.do_sample {
-            self.sample_candidates(log_probs, vocab)?
-        } else {
-            self.top_candidates(log_probs, vocab)?
-        };
+        let cands = self.get_top_k_continuations(log_probs, vocab)?;
         Ok(self.advance(&cands, vocab))
     }
 
     /// The first NaN / `+inf` of `log_probs` as an error.
     fn invalid_error(log_probs: &[f32], vocab: usize) -> Error {
-        let (i, x) = log_probs
-            .iter()
-            .enumerate()
-            .find(|(_, x)| x.is_nan() || **x == f32::INFINITY)
-            .expect("an invalid value");
+        let Some((i, x)) = log_probs.iter().enumerate().find(|(_, x)| x.is_nan() || **x == f32::INFINITY)
+        else {
+            return Error::value("log_probs holds a NaN or +inf: log-probabilities must be finite or -inf");
+        };
         Error::value(format!(
             "log_probs[{}, {}] is {}: log-probabilities must be finite or -inf",
             i / vocab,
@@ -412,7 +421,22 @@ impl BeamSearch {
         ))
     }
 
+    /// Mirrors `_get_top_k_continuations`' selection: `torch.topk` (or, sampling, `torch.multinomial` of
+    /// the softmax) of `log_probs + running_beam_scores` over each entry's `K * V` candidates, giving `B x
+    /// beams_to_keep` `(beam * V + token, accumulated score)`. The gathers it goes on with
+    /// (`topk_running_sequences`, `topk_running_beam_indices`) are done only for the candidates that are
+    /// kept, by [`Self::gather_beam`]. The one fallible part of a step: nothing changes here.
+    fn get_top_k_continuations(&mut self, log_probs: &[f32], vocab: usize) -> Result<Vec<Vec<Flat>>> {
+        if self.cfg.do_sample {
+            self.sample_candidates(log_probs, vocab)
+        } else {
+            self.top_candidates(log_probs, vocab)
+        }
+    }
+
     /// `torch.topk(log_probs + running_beam_scores, beams_to_keep)` of every entry: `B x beams_to_keep`.
+    /// Every running row's `beams_to_keep` best in one read of the row (rows in parallel), then the
+    /// `K * beams_to_keep` survivors of an entry are sorted.
     fn top_candidates(&mut self, log_probs: &[f32], vocab: usize) -> Result<Vec<Vec<Flat>>> {
         let rows = self.rows();
         let keep = self.beams_to_keep;
@@ -524,67 +548,123 @@ impl BeamSearch {
         Ok(out)
     }
 
-    /// Everything after the candidates: stopping criteria, next running beams, finished hypotheses,
-    /// early-stop heuristic, stopping condition. Infallible: the state changes here.
+    /// The loop body after `_get_top_k_continuations`, in transformers' order: the stopping criteria,
+    /// `_get_running_beams_for_next_iteration`, `_update_finished_beams`, `cur_len + 1`,
+    /// `_check_early_stop_heuristic`, `_beam_search_has_unfinished_sequences`. Infallible: the state
+    /// changes here.
     fn advance(&mut self, cands: &[Vec<Flat>], vocab: usize) -> StepOutput {
-        let BeamConfig {
-            batch_size, num_beams: k, length_penalty: lp, early_stopping: es, max_length, ..
-        } = self.cfg;
-        let (len, plen) = (self.cur_len, self.prompt_len);
-        let gen = len - plen;
-        let rows = batch_size * k;
+        let hits = self.stopping_criteria(cands, vocab);
+        let next = self.get_running_beams_for_next_iteration(cands, &hits, vocab);
+        self.update_finished_beams(cands, &hits, vocab);
+        let NextRunning { seqs, idx, scores, next_tokens, beam_idx } = next;
+        self.spare_running = std::mem::replace(&mut self.running, seqs);
+        self.spare_idx = std::mem::replace(&mut self.running_idx, idx);
+        self.running_scores = scores;
+        self.cur_len += 1;
+        self.steps += 1;
+        self.check_early_stop_heuristic();
+        self.done = !self.beam_search_has_unfinished_sequences(&hits);
+        StepOutput { next_tokens, beam_idx, done: self.done }
+    }
+
+    /// The running row (batch offset included) that candidate `f` of entry `b` continues, and its token:
+    /// `_get_top_k_continuations`' `topk_indices // vocab_size + batch_offset` and
+    /// `topk_indices % vocab_size`.
+    fn continuation(&self, b: usize, f: usize, vocab: usize) -> (usize, i64) {
+        (b * self.cfg.num_beams + f / vocab, (f % vocab) as i64)
+    }
+
+    /// `_gather_beams` of `running_sequences` and `running_beam_indices` for one candidate (in the flat
+    /// `B*K` layout of `_flatten_beam_dim`), with `_get_top_k_continuations`' writes at `cur_len`: `seq`
+    /// (`cur_len + 1` ids) gets row `src`'s ids and `tok`, `idx` (`cur_len + 1 - prompt_len`) its beam
+    /// indices and `src`.
+    fn gather_beam(&self, src: usize, tok: i64, seq: &mut [i64], idx: &mut [i64]) {
+        let (len, gen) = (self.cur_len, self.cur_len - self.prompt_len);
+        seq[..len].copy_from_slice(&self.running[src * len..(src + 1) * len]);
+        seq[len] = tok;
+        idx[..gen].copy_from_slice(&self.running_idx[src * gen..(src + 1) * gen]);
+        idx[gen] = src as i64;
+    }
+
+    /// `next_token_hits_stopping_criteria`: the stopping criteria `generate` builds for beam search
+    /// (`MaxLengthCriteria`, `EosTokenCriteria`) on each entry's `beams_to_keep` continuations.
+    fn stopping_criteria(&self, cands: &[Vec<Flat>], vocab: usize) -> Vec<Vec<bool>> {
+        let max_hit = self.cur_len + 1 >= self.cfg.max_length;
         let eos = &self.cfg.eos_token_ids;
+        cands
+            .iter()
+            .map(|cand| cand.iter().map(|&(f, _)| max_hit || eos.contains(&((f % vocab) as i64))).collect())
+            .collect()
+    }
 
-        let mut run = std::mem::take(&mut self.spare_running);
-        run.clear();
-        run.resize(rows * (len + 1), 0);
-        let mut ridx = std::mem::take(&mut self.spare_idx);
-        ridx.clear();
-        ridx.resize(rows * (gen + 1), 0);
-        let mut rscores = vec![0.0f32; rows];
-        let mut next_tokens = vec![0i64; rows];
-        let mut beam_idx = vec![0i64; rows];
-        let mut all_hit = true;
-        // `topk_log_probs / ((cur_len + 1 - decoder_prompt_len) ** length_penalty)`: a Python float
-        // divisor, applied to a float32 tensor in float32.
-        let denom = ((len + 1 - plen) as f64).powf(lp) as f32;
-        let max_hit = len + 1 >= max_length;
-
-        for (b, cand) in cands.iter().enumerate() {
-            let hits: Vec<bool> =
-                cand.iter().map(|&(f, _)| max_hit || eos.contains(&((f % vocab) as i64))).collect();
-            all_hit &= hits.iter().all(|&h| h);
-
-            // e. The best `num_beams` candidates that did not stop continue.
+    /// Mirrors `_get_running_beams_for_next_iteration`: the continuations that hit a stopping criterion
+    /// get `-1e9`, and the `num_beams` best of each entry (by `torch.topk`, ties by position) are gathered
+    /// into the next running beams. Reads the current running beams; [`Self::advance`] commits.
+    fn get_running_beams_for_next_iteration(
+        &mut self,
+        cands: &[Vec<Flat>],
+        hits: &[Vec<bool>],
+        vocab: usize,
+    ) -> NextRunning {
+        let k = self.cfg.num_beams;
+        let (len, gen) = (self.cur_len, self.cur_len - self.prompt_len);
+        let rows = self.rows();
+        let mut seqs = std::mem::take(&mut self.spare_running);
+        seqs.clear();
+        seqs.resize(rows * (len + 1), 0);
+        let mut idx = std::mem::take(&mut self.spare_idx);
+        idx.clear();
+        idx.resize(rows * (gen + 1), 0);
+        let mut next = NextRunning {
+            seqs,
+            idx,
+            scores: vec![0.0f32; rows],
+            next_tokens: vec![0i64; rows],
+            beam_idx: vec![0i64; rows],
+        };
+        for (b, (cand, hits)) in cands.iter().zip(hits).enumerate() {
+            // `topk_log_probs + next_token_hits_stopping_criteria * -1e9` (+ -0.0 leaves a score as is).
             let mut order: Vec<Flat> = cand
                 .iter()
-                .zip(&hits)
+                .zip(hits)
                 .enumerate()
                 .map(|(c, (&(_, v), &h))| (c, if h { v + MASK } else { v }))
                 .collect();
             order.sort_by(rank);
-            for (i, &(c, v)) in order[..k].iter().enumerate() {
-                let f = cand[c].0;
-                let src = b * k + f / vocab;
-                let tok = (f % vocab) as i64;
+            for (i, &(c, v)) in order.iter().take(k).enumerate() {
+                let (src, tok) = self.continuation(b, cand[c].0, vocab);
                 let row = b * k + i;
-                let dst = &mut run[row * (len + 1)..(row + 1) * (len + 1)];
-                dst[..len].copy_from_slice(&self.running[src * len..(src + 1) * len]);
-                dst[len] = tok;
-                let dst = &mut ridx[row * (gen + 1)..(row + 1) * (gen + 1)];
-                dst[..gen].copy_from_slice(&self.running_idx[src * gen..(src + 1) * gen]);
-                dst[gen] = src as i64;
-                rscores[row] = v;
-                next_tokens[row] = tok;
-                beam_idx[row] = src as i64;
+                self.gather_beam(
+                    src,
+                    tok,
+                    &mut next.seqs[row * (len + 1)..(row + 1) * (len + 1)],
+                    &mut next.idx[row * (gen + 1)..(row + 1) * (gen + 1)],
+                );
+                next.scores[row] = v;
+                next.next_tokens[row] = tok;
+                next.beam_idx[row] = src as i64;
             }
+        }
+        next
+    }
 
-            // f. Finished hypotheses: only the first `num_beams` candidates may finish.
-            let old = &mut self.slots[b * k..(b + 1) * k];
+    /// Mirrors `_update_finished_beams`: only the first `num_beams` continuations that hit a stopping
+    /// criterion may finish; their length-penalized scores (`-1e9` added for the others, for an entry
+    /// whose beams are full under `early_stopping=True`, and for one whose early-stop heuristic is
+    /// satisfied) are merged with the finished hypotheses and the `num_beams` best kept (old ones first
+    /// among equal scores).
+    fn update_finished_beams(&mut self, cands: &[Vec<Flat>], hits: &[Vec<bool>], vocab: usize) {
+        let BeamConfig { num_beams: k, length_penalty: lp, early_stopping: es, .. } = self.cfg;
+        let (len, gen) = (self.cur_len, self.cur_len - self.prompt_len);
+        // `topk_log_probs / ((cur_len + 1 - decoder_prompt_len) ** length_penalty)`: a Python float
+        // divisor, applied to a float32 tensor in float32.
+        let denom = ((len + 1 - self.prompt_len) as f64).powf(lp) as f32;
+        for (b, (cand, hits)) in cands.iter().zip(hits).enumerate() {
+            let old = &self.slots[b * k..(b + 1) * k];
             let full = es == EarlyStopping::True && old.iter().all(|s| s.finished);
             let unsat = self.unsatisfied[b];
             let mut merged: Vec<Flat> = old.iter().enumerate().map(|(i, s)| (i, s.score)).collect();
-            for (c, (&(_, v), &h)) in cand.iter().zip(&hits).enumerate() {
+            for (c, (&(_, v), &h)) in cand.iter().zip(hits).enumerate() {
                 let mut t = v / denom;
                 if full {
                     t += MASK;
@@ -598,46 +678,52 @@ impl BeamSearch {
                 merged.push((k + c, t));
             }
             merged.sort_by(rank);
-            let mut taken: Vec<Option<Slot>> = old.iter_mut().map(|s| Some(std::mem::take(s))).collect();
-            for (i, &(m, score)) in merged[..k].iter().enumerate() {
-                old[i] = if m < k {
-                    taken[m].take().expect("each old slot is taken once")
+            let mut taken: Vec<Option<Slot>> =
+                self.slots[b * k..(b + 1) * k].iter_mut().map(|s| Some(std::mem::take(s))).collect();
+            for (i, &(m, score)) in merged.iter().take(k).enumerate() {
+                let slot = if m < k {
+                    // Each old slot is merged once.
+                    taken[m].take().unwrap_or_default()
                 } else {
                     let c = m - k;
-                    let f = cand[c].0;
-                    let src = b * k + f / vocab;
-                    let mut seq = Vec::with_capacity(len + 1);
-                    seq.extend_from_slice(&self.running[src * len..(src + 1) * len]);
-                    seq.push((f % vocab) as i64);
-                    let mut bi = Vec::with_capacity(gen + 1);
-                    bi.extend_from_slice(&self.running_idx[src * gen..(src + 1) * gen]);
-                    bi.push(src as i64);
-                    Slot { score, finished: hits[c] && c < k, seq, beam_idx: bi }
+                    let (src, tok) = self.continuation(b, cand[c].0, vocab);
+                    let mut seq = vec![0i64; len + 1];
+                    let mut beam_idx = vec![0i64; gen + 1];
+                    self.gather_beam(src, tok, &mut seq, &mut beam_idx);
+                    Slot { score, finished: hits[c] && c < k, seq, beam_idx }
                 };
+                self.slots[b * k + i] = slot;
             }
         }
+    }
 
-        // g. Commit, then the early-stop heuristic at the new length.
-        self.spare_running = std::mem::replace(&mut self.running, run);
-        self.spare_idx = std::mem::replace(&mut self.running_idx, ridx);
-        self.running_scores = rscores;
-        self.cur_len = len + 1;
-        self.steps += 1;
+    /// Mirrors `_check_early_stop_heuristic` (after `cur_len += 1`): an entry stays unsatisfied while its
+    /// best running beam, scored at the best hypothetical length, beats the worst finished hypothesis
+    /// (or `-1e9` for an unfinished slot).
+    fn check_early_stop_heuristic(&mut self) {
+        let BeamConfig { num_beams: k, length_penalty: lp, early_stopping: es, max_length, .. } = self.cfg;
+        let plen = self.prompt_len;
         let best_len =
             if es == EarlyStopping::Never && lp > 0.0 { max_length - plen } else { self.cur_len - plen };
         let best_denom = (best_len as f64).powf(lp) as f32;
-        for b in 0..batch_size {
+        for (b, unsat) in self.unsatisfied.iter_mut().enumerate() {
             let slots = &self.slots[b * k..(b + 1) * k];
             let best = self.running_scores[b * k] / best_denom;
             let worst = slots.iter().map(|s| s.score).fold(f32::INFINITY, f32::min);
             let improvable = slots.iter().any(|s| best > if s.finished { worst } else { MASK });
-            self.unsatisfied[b] &= improvable;
+            *unsat &= improvable;
         }
-        let all_finished = self.slots.iter().all(|s| s.finished);
-        let unfinished =
-            self.unsatisfied.iter().any(|&u| u) && !(all_finished && es == EarlyStopping::True) && !all_hit;
-        self.done = !unfinished;
-        StepOutput { next_tokens, beam_idx, done: self.done }
+    }
+
+    /// Mirrors `_beam_search_has_unfinished_sequences`: some entry can still improve, there is an open
+    /// beam (with `early_stopping=True`, not every slot of every entry finished), and not every
+    /// continuation hit a stopping criterion.
+    fn beam_search_has_unfinished_sequences(&self, hits: &[Vec<bool>]) -> bool {
+        let improvement_possible = self.unsatisfied.iter().any(|&u| u);
+        let exists_open_beam =
+            !(self.slots.iter().all(|s| s.finished) && self.cfg.early_stopping == EarlyStopping::True);
+        let valid_continuations = !hits.iter().flatten().all(|&h| h);
+        improvement_possible && exists_open_beam && valid_continuations
     }
 
     /// The `num_return_sequences` best finished hypotheses of every entry, as `generate` returns them
