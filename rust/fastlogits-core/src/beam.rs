@@ -244,11 +244,12 @@ fn rank(a: &Flat, b: &Flat) -> Ordering {
 }
 
 dispatch_fn! {
-    /// `e[i] = exp((row[i] + s) - max)`: the weights of beam sampling's walk.
-    fn exp_shifted(row: &[f32], s: f32, max: f32, e: &mut [f32]) {
+    /// `e[i] = exp((row[i] + s) - max)`, the weights of beam sampling's walk, and their block sums.
+    fn exp_block_sums(row: &[f32], s: f32, max: f32, e: &mut [f32], sums: &mut [f64]) {
         for (o, &x) in e.iter_mut().zip(row) {
             *o = exp_nonpos((x + s) - max);
         }
+        block_sums(e, sums);
     }
 }
 
@@ -500,8 +501,7 @@ impl BeamSearch {
                 self.exp_buf.chunks_mut(vocab).zip(self.sums_buf.chunks_mut(nb)).collect();
             pool::for_each_mut(&mut work, log_probs.len(), |r, (e, sums)| {
                 let row = &log_probs[r * vocab..(r + 1) * vocab];
-                exp_shifted(row, scores[r], entry_max[r / k], e);
-                block_sums(e, sums);
+                exp_block_sums(row, scores[r], entry_max[r / k], e, sums);
             });
         }
         let (seed, step) = (self.cfg.seed, self.steps);

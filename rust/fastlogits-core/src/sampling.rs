@@ -43,13 +43,21 @@ pub fn uniform(seed: u64, row: u64, step: u64) -> f64 {
 /// Block size of the two-level inverse-CDF walk ([`walk`]) over dense weights.
 pub(crate) const BLOCK: usize = 256;
 
+/// `out[b]`: the sum of `e[b * BLOCK..]`'s block of [`BLOCK`], in f64 (lane-parallel within a block),
+/// for every block of `e` (`out` has `e.len().div_ceil(BLOCK)` elements). Inlined into the caller's
+/// kernel (which computed `e`: fused there, it costs less than as a kernel of its own).
+#[inline(always)]
+pub(crate) fn block_sums(e: &[f32], out: &mut [f64]) {
+    for (blk, o) in e.chunks(BLOCK).zip(out.iter_mut()) {
+        *o = lane_sum(blk);
+    }
+}
+
 crate::kernels::dispatch_fn! {
-    /// `out[b]`: the sum of `e[b * BLOCK..]`'s block of [`BLOCK`], in f64 (lane-parallel within a block),
-    /// for every block of `e` (`out` has `e.len().div_ceil(BLOCK)` elements).
-    pub(crate) fn block_sums(e: &[f32], out: &mut [f64]) {
-        for (blk, o) in e.chunks(BLOCK).zip(out.iter_mut()) {
-            *o = lane_sum(blk);
-        }
+    /// `e = exp(row - max)` and its [`block_sums`]: the weights of the sampler's walk.
+    fn exp_block_sums(row: &[f32], max: f32, e: &mut [f32], sums: &mut [f64]) {
+        exp_into(row, max, 1.0, e);
+        block_sums(e, sums);
     }
 }
 
@@ -83,6 +91,11 @@ pub(crate) enum Landing {
 pub(crate) fn walk(e: &[f32], sums: &[f64], seg: usize, target: f64) -> Landing {
     let mut cum = 0.0f64;
     for (b, &bs) in sums.iter().enumerate() {
+        // Empty blocks (common in beam sampling: whole beams far below the best) are skipped without
+        // joining the chain of dependent additions.
+        if bs <= 0.0 {
+            continue;
+        }
         if cum + bs > target {
             let span = block_span(b, seg);
             let base = span.start;
@@ -124,9 +137,8 @@ pub fn sample_row(r: usize, row: &[f32], u: f64, s: &mut Scratch) -> Result<usiz
         return Ok(draw_among(&s.cands, scan.max, u));
     }
     s.e.resize(row.len(), 0.0);
-    exp_into(row, scan.max, 1.0, &mut s.e);
     s.sums.resize(row.len().div_ceil(BLOCK), 0.0);
-    block_sums(&s.e, &mut s.sums);
+    exp_block_sums(row, scan.max, &mut s.e, &mut s.sums);
     let total: f64 = s.sums.iter().sum();
     match walk(&s.e, &s.sums, row.len(), u * total) {
         Landing::At(i) => Ok(i),
