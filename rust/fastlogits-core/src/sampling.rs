@@ -40,15 +40,84 @@ pub fn uniform(seed: u64, row: u64, step: u64) -> f64 {
     uniforms(seed, row, step, 0)[0]
 }
 
-/// Block size of the two-level inverse-CDF walk over a dense row.
-const BLOCK: usize = 256;
+/// Block size of the two-level inverse-CDF walk ([`walk`]) over dense weights.
+pub(crate) const BLOCK: usize = 256;
+
+/// `out[b]`: the sum of `e[b * BLOCK..]`'s block of [`BLOCK`], in f64 (lane-parallel within a block),
+/// for every block of `e` (`out` has `e.len().div_ceil(BLOCK)` elements). Inlined into the caller's
+/// kernel (which computed `e`: fused there, it costs less than as a kernel of its own).
+#[inline(always)]
+pub(crate) fn block_sums(e: &[f32], out: &mut [f64]) {
+    for (blk, o) in e.chunks(BLOCK).zip(out.iter_mut()) {
+        *o = lane_sum(blk);
+    }
+}
 
 crate::kernels::dispatch_fn! {
-    /// Sums of consecutive blocks of `e`, in f64 (lane-parallel within a block).
-    fn block_sums(e: &[f32], out: &mut Vec<f64>) {
-        out.clear();
-        out.extend(e.chunks(BLOCK).map(lane_sum));
+    /// `e = exp(row - max)` and its [`block_sums`]: the weights of the sampler's walk.
+    fn exp_block_sums(row: &[f32], max: f32, e: &mut [f32], sums: &mut [f64]) {
+        exp_into(row, max, 1.0, e);
+        block_sums(e, sums);
     }
+}
+
+/// The index range of block `b` of weights cut into segments of `seg` (see [`walk`]).
+#[inline]
+pub(crate) fn block_span(b: usize, seg: usize) -> std::ops::Range<usize> {
+    let nb = seg.div_ceil(BLOCK);
+    let (s, j) = (b / nb, b % nb);
+    let start = s * seg + j * BLOCK;
+    start..(start + BLOCK).min((s + 1) * seg)
+}
+
+/// Where [`walk`] lands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Landing {
+    /// The first index at which the cumulative weight exceeds the target.
+    At(usize),
+    /// Rounding: the block sums put the target in block `b`, but its weights, added one by one, stay at or
+    /// below it.
+    ShortIn(usize),
+    /// Rounding: the target is at or beyond the sum of all the blocks.
+    Beyond,
+}
+
+/// The two-level inverse-CDF walk: the first index of the nonnegative weights `e` at which their
+/// cumulative sum exceeds `target` (in `[0, total)`), found by skipping whole blocks. `e` is cut into
+/// segments of `seg` weights (a row: one for the sampler, the `K` beams of an entry for beam sampling),
+/// each into blocks of [`BLOCK`] that never straddle two segments; `sums` holds the blocks' sums
+/// ([`block_sums`] of each segment). Where rounding leaves the walk short of the target, the caller
+/// chooses the fallback (see [`Landing`]).
+pub(crate) fn walk(e: &[f32], sums: &[f64], seg: usize, target: f64) -> Landing {
+    let mut cum = 0.0f64;
+    for (b, &bs) in sums.iter().enumerate() {
+        // Empty blocks (common in beam sampling: whole beams far below the best) are skipped without
+        // joining the chain of dependent additions.
+        if bs <= 0.0 {
+            continue;
+        }
+        if cum + bs > target {
+            let span = block_span(b, seg);
+            let base = span.start;
+            for (i, &w) in e[span].iter().enumerate() {
+                cum += w as f64;
+                if cum > target {
+                    return Landing::At(base + i);
+                }
+            }
+            return Landing::ShortIn(b);
+        }
+        cum += bs;
+    }
+    Landing::Beyond
+}
+
+/// Draws without replacement: sets weight `i` to 0 and recomputes the sum of its block (`e`, `sums` and
+/// `seg` as in [`walk`]).
+pub(crate) fn remove_weight(e: &mut [f32], sums: &mut [f64], seg: usize, i: usize) {
+    e[i] = 0.0;
+    let b = (i / seg) * seg.div_ceil(BLOCK) + (i % seg) / BLOCK;
+    sums[b] = lane_sum(&e[block_span(b, seg)]);
 }
 
 /// Rows with at most this many finite entries are drawn from the list of those entries; denser rows by
@@ -68,29 +137,14 @@ pub fn sample_row(r: usize, row: &[f32], u: f64, s: &mut Scratch) -> Result<usiz
         return Ok(draw_among(&s.cands, scan.max, u));
     }
     s.e.resize(row.len(), 0.0);
-    exp_into(row, scan.max, 1.0, &mut s.e);
-    let mut sums = std::mem::take(&mut s.sums);
-    block_sums(&s.e, &mut sums);
-    let total: f64 = sums.iter().sum();
-    let target = u * total;
-    let mut cum = 0.0f64;
-    let mut pick = None;
-    for (b, &bs) in sums.iter().enumerate() {
-        if cum + bs > target {
-            for (j, &e) in s.e[b * BLOCK..].iter().take(BLOCK).enumerate() {
-                cum += e as f64;
-                if cum > target {
-                    pick = Some(b * BLOCK + j);
-                    break;
-                }
-            }
-            break;
-        }
-        cum += bs;
+    s.sums.resize(row.len().div_ceil(BLOCK), 0.0);
+    exp_block_sums(row, scan.max, &mut s.e, &mut s.sums);
+    let total: f64 = s.sums.iter().sum();
+    match walk(&s.e, &s.sums, row.len(), u * total) {
+        Landing::At(i) => Ok(i),
+        // Rounding can leave the walk just short of the target: take the last token with mass.
+        Landing::ShortIn(_) | Landing::Beyond => Ok(s.e.iter().rposition(|&e| e > 0.0).unwrap_or(0)),
     }
-    s.sums = sums;
-    // Rounding can leave the walk just short of the target: take the last token with mass.
-    Ok(pick.unwrap_or_else(|| s.e.iter().rposition(|&e| e > 0.0).unwrap_or(0)))
 }
 
 /// Inverse-CDF draw among finite `(index, value)` entries listed in index order.
@@ -269,6 +323,59 @@ mod tests {
         sample(&row, v, 99, 3, &mut a).unwrap();
         sample(&row, v, 99, 3, &mut b).unwrap();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn walk_skips_blocks_and_keeps_segments_apart() {
+        // Two segments of 300 weights (blocks 0..256, 256..300 | 300..556, 556..600), weight 1 at a few
+        // places.
+        let seg = 300;
+        let mut e = vec![0.0f32; 2 * seg];
+        for i in [5, 255, 256, 299, 300, 599] {
+            e[i] = 1.0;
+        }
+        let mut sums = vec![0.0f64; 4];
+        for (s, e) in sums.chunks_mut(2).zip(e.chunks(seg)) {
+            block_sums(e, s);
+        }
+        assert_eq!(sums, [2.0, 2.0, 1.0, 1.0]);
+        assert_eq!(
+            (block_span(1, seg), block_span(2, seg), block_span(3, seg)),
+            (256..300, 300..556, 556..600)
+        );
+        let at = |t: f64| walk(&e, &sums, seg, t);
+        assert_eq!(
+            (at(0.0), at(0.99), at(1.0), at(2.5), at(3.5), at(4.0), at(5.5)),
+            (
+                Landing::At(5),
+                Landing::At(5),
+                Landing::At(255),
+                Landing::At(256),
+                Landing::At(299),
+                Landing::At(300),
+                Landing::At(599)
+            )
+        );
+        assert_eq!(at(6.0), Landing::Beyond);
+        remove_weight(&mut e, &mut sums, seg, 300);
+        assert_eq!(sums, [2.0, 2.0, 0.0, 1.0]);
+        assert_eq!(walk(&e, &sums, seg, 4.0), Landing::At(599));
+        assert_eq!(walk(&e, &sums, seg, 5.0), Landing::Beyond);
+    }
+
+    #[test]
+    fn walk_reports_a_block_whose_sum_rounded_up() {
+        // Lane 0 of the block sum adds 1 and 0.75 ulp(1) in f32, which rounds up to 1 + ulp(1); one by
+        // one in f64 they stay below a target between the two.
+        let ulp = f32::EPSILON as f64;
+        let mut e = vec![0.0f32; 256];
+        e[0] = 1.0;
+        e[16] = (0.75 * ulp) as f32;
+        let mut sums = vec![0.0f64; 1];
+        block_sums(&e, &mut sums);
+        assert_eq!(sums[0], 1.0 + ulp);
+        assert_eq!(walk(&e, &sums, 256, 1.0 + 0.9 * ulp), Landing::ShortIn(0));
+        assert_eq!(walk(&e, &sums, 256, 1.0 + 0.5 * ulp), Landing::At(16));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //!
 //! * [`top_candidates`]: every element `>=` the k-th largest (ties included) in one read of the row,
 //!   keeping a small buffer that is pruned by `select_nth_unstable` whenever it grows: O(V + k log V).
+//!   [`top_k_shifted`] is the same scan of `row + s` cut to exactly `k` (beam search's candidates).
 //! * [`scan_finite`]: validation, maximum and the finite entries of a row in one read (the sampler).
 //! * [`boundary_by_mass`] / [`Histogram`]: the "smallest prefix, in some key order, whose mass reaches a
 //!   target" rule shared by top-p and typical decoding. Tokens are bucketed by key; only the bucket the
@@ -116,22 +117,52 @@ pub fn top_candidates(row: &[f32], k: usize, slack: bool, out: &mut Vec<Cand>) -
     top_candidates_ext(row, k, slack, false, out).0
 }
 
-/// One scan of the row for [`top_candidates_ext`], from the starting threshold `start`; with `check`,
-/// also reports whether the row holds a NaN or `+inf`.
+/// One scan of the row from the starting threshold `start`: collects every `(i, v)` with `v >= start`
+/// (or [`lowered`]`(start)` with `slack`), pruning the buffer to the elements `>=` its k-th largest value
+/// whenever it grows past a cap. `v` is `row[i]`, or with `shift = Some(s)`, `row[i] + s` as rounded in
+/// float32 (the sums are compared, not the raw values, so the selection is exact whatever the rounding:
+/// `x -> x + s` is monotone but not injective). With `check`, also reports whether the row holds a NaN or
+/// `+inf` (tested on the row itself, not on the sums).
 #[inline(always)]
-fn scan_top(row: &[f32], k: usize, slack: bool, start: f32, check: bool, out: &mut Vec<Cand>) -> bool {
+fn scan_top(
+    row: &[f32],
+    shift: Option<f32>,
+    k: usize,
+    slack: bool,
+    start: f32,
+    check: bool,
+    out: &mut Vec<Cand>,
+) -> bool {
     out.clear();
     let low = |t: f32| if slack { lowered(t) } else { t };
     let mut cut = finite_cut(low(start));
     let mut cap = k.saturating_mul(8).max(512);
     let mut bad = false;
+    let mut acc = [0.0f32; CHUNK];
     for (ci, chunk) in row.chunks(CHUNK).enumerate() {
-        let (m, b) = ge_mask_checked(chunk, cut, check);
-        bad |= b;
+        let (vals, m): (&[f32], u64) = match shift {
+            None => {
+                let (m, b) = ge_mask_checked(chunk, cut, check);
+                bad |= b;
+                (chunk, m)
+            }
+            Some(s) => {
+                // The sums and the NaN / +inf test vectorize.
+                let a = &mut acc[..chunk.len()];
+                let mut b = false;
+                for (y, &x) in a.iter_mut().zip(chunk) {
+                    *y = x + s;
+                    b |= x.is_nan() | (x == f32::INFINITY);
+                }
+                bad |= check & b;
+                let m = ge_mask(a, cut);
+                (&*a, m)
+            }
+        };
         if m == 0 {
             continue;
         }
-        push_mask(chunk, ci * CHUNK, m, out);
+        push_mask(vals, ci * CHUNK, m, out);
         if out.len() >= cap {
             let thr = kth_largest(out, k);
             cut = finite_cut(low(thr));
@@ -143,18 +174,44 @@ fn scan_top(row: &[f32], k: usize, slack: bool, start: f32, check: bool, out: &m
     bad
 }
 
+/// Every finite `(i, v)` (`v` as in [`scan_top`]) with `v >=` the k-th largest (or [`lowered`] from it,
+/// with `slack`) into `out`, and more (the buffer is not pruned to the k-th largest); all finite ones if
+/// there are fewer than `k`. Without a shift, starts from a sampled threshold ([`sample_cut`]) and scans
+/// again from `-inf` if it was too high, so the result never depends on the sample. Returns true (and a
+/// meaningless `out`) if `check` and the row holds a NaN or `+inf`.
+#[inline(always)]
+fn collect_top(
+    row: &[f32],
+    shift: Option<f32>,
+    k: usize,
+    slack: bool,
+    check: bool,
+    out: &mut Vec<Cand>,
+) -> bool {
+    // The shifted scan (beam search: `B*K` rows read once, often from memory) starts from `-inf`: there
+    // the sample's scattered reads cost more than the pushes they save (~4% of a step with 40 rows of
+    // 50257, measured).
+    let start = match shift {
+        None => sample_cut(row, k),
+        Some(_) => f32::NEG_INFINITY,
+    };
+    if scan_top(row, shift, k, slack, start, check, out) {
+        return true;
+    }
+    if out.len() < k && start > f32::NEG_INFINITY {
+        // The sampled starting threshold was too high (rare): scan again from -inf.
+        scan_top(row, shift, k, slack, f32::NEG_INFINITY, false, out);
+    }
+    false
+}
+
 crate::kernels::dispatch_fn! {
     /// [`top_candidates`]; with `check` the same single read also tells whether the row holds a NaN or
     /// `+inf` (then the result is `(-inf, true)` and `out` is meaningless).
     pub fn top_candidates_ext(row: &[f32], k: usize, slack: bool, check: bool, out: &mut Vec<Cand>) -> (f32, bool) {
         assert!(k >= 1, "k must be >= 1");
-        let start = sample_cut(row, k);
-        if scan_top(row, k, slack, start, check, out) {
+        if collect_top(row, None, k, slack, check, out) {
             return (f32::NEG_INFINITY, true);
-        }
-        if out.len() < k && start > f32::NEG_INFINITY {
-            // The sampled starting threshold was too high (rare): scan again from -inf.
-            scan_top(row, k, slack, f32::NEG_INFINITY, false, out);
         }
         if out.len() < k {
             return (f32::NEG_INFINITY, false);
@@ -163,6 +220,46 @@ crate::kernels::dispatch_fn! {
         let cut = if slack { lowered(kth) } else { kth };
         out.retain(|c| c.1 >= cut);
         (kth, false)
+    }
+}
+
+/// Value descending, then index ascending: the order of [`top_k_shifted`] (a total order on a row's
+/// candidates, whose indices are distinct).
+#[inline]
+pub fn rank(a: &Cand, b: &Cand) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+}
+
+crate::kernels::dispatch_fn! {
+    /// The `k` best `(i, row[i] + s)` of a row by [`rank`] (`torch.topk` of `row + s` with a
+    /// deterministic tie rule), `row[i] + s` rounded in float32, in no particular order, in one read of
+    /// the row. `k` is clamped to the row's length; when fewer than `k` sums are finite, the first `-inf`
+    /// ones (by index) make up the count. Returns true (and a meaningless `out`) if the row holds a NaN or
+    /// `+inf`.
+    pub fn top_k_shifted(row: &[f32], s: f32, k: usize, out: &mut Vec<Cand>) -> bool {
+        let k = k.min(row.len());
+        if k == 0 {
+            out.clear();
+            return false;
+        }
+        if collect_top(row, Some(s), k, false, true, out) {
+            return true;
+        }
+        if out.len() > k {
+            out.select_nth_unstable_by(k - 1, rank);
+            out.truncate(k);
+        } else if out.len() < k {
+            // Every finite sum is in: the rest are the first `-inf` ones.
+            for (i, &x) in row.iter().enumerate() {
+                if out.len() == k {
+                    break;
+                }
+                if x + s == f32::NEG_INFINITY {
+                    out.push((i as u32, f32::NEG_INFINITY));
+                }
+            }
+        }
+        false
     }
 }
 
@@ -479,6 +576,63 @@ mod tests {
             assert_eq!(out.len(), want);
             assert!(out.iter().all(|&(i, x)| v[i as usize] == x && x >= kth));
         }
+    }
+
+    /// A row with every 23rd score `-inf`, and with `coarse`, only 7 distinct finite values (many ties).
+    fn tied_row(n: usize, seed: u64, coarse: bool) -> Vec<f32> {
+        lcg(n, seed)
+            .into_iter()
+            .enumerate()
+            .map(|(i, x)| match (i * 7 + seed as usize) % 23 {
+                0 => f32::NEG_INFINITY,
+                _ if coarse => (x / 3.0).round() * 0.5,
+                _ => x,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn top_k_shifted_equals_full_sort() {
+        for &(v, k, s) in &[
+            (50257usize, 10usize, -3.5f32),
+            (50257, 1, 0.0),
+            (50257, 40, -1.0e9),
+            (1000, 999, -1.0e9),
+            (700, 40, f32::NEG_INFINITY),
+            (5, 8, 1.0),
+        ] {
+            for coarse in [false, true] {
+                let row = tied_row(v, (v + k) as u64, coarse);
+                let mut out = Vec::new();
+                assert!(!top_k_shifted(&row, s, k, &mut out));
+                out.sort_by(rank);
+                let mut all: Vec<Cand> = row.iter().enumerate().map(|(i, &x)| (i as u32, x + s)).collect();
+                all.sort_by(rank);
+                all.truncate(k.min(v));
+                assert_eq!(out, all, "v={v} k={k} s={s} coarse={coarse}");
+            }
+        }
+        for at in [0usize, 57, 63, 64, 99] {
+            let mut row = vec![0.0f32; 100];
+            assert!(!top_k_shifted(&row, 0.0, 3, &mut Vec::new()));
+            row[at] = f32::NAN;
+            assert!(top_k_shifted(&row, 0.0, 3, &mut Vec::new()), "NaN at {at}");
+            row[at] = f32::INFINITY;
+            assert!(top_k_shifted(&row, 0.0, 3, &mut Vec::new()), "+inf at {at}");
+            assert!(top_k_shifted(&row, f32::NEG_INFINITY, 3, &mut Vec::new()), "+inf - inf at {at}");
+            row[at] = f32::NEG_INFINITY;
+            assert!(!top_k_shifted(&row, 0.0, 3, &mut Vec::new()));
+        }
+        // A NaN / +inf in a row long enough for the sampled threshold, past the samples.
+        let mut row = tied_row(50257, 3, false);
+        row[50000] = f32::INFINITY;
+        assert!(top_k_shifted(&row, -2.0, 10, &mut Vec::new()));
+        // Sums that overflow to -inf count as -inf, sums rounded together as ties.
+        let row = [-3.0e38f32, 0.0, -3.0e38, 1.0];
+        let mut out = Vec::new();
+        assert!(!top_k_shifted(&row, -3.0e38, 4, &mut out));
+        out.sort_by(rank);
+        assert_eq!(out, vec![(1, -3.0e38), (3, -3.0e38), (0, f32::NEG_INFINITY), (2, f32::NEG_INFINITY)]);
     }
 
     #[test]
