@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     b.set_num_threads(0)
     print(f"before: {Path(args.before).resolve()}\nafter:  {Path(after_path).resolve()}")
     print(f"V={V}, L={L}, {args.reps} interleaved A/B repetitions per case; µs per call, medians\n")
-    print(f"| case | B | before µs | after µs | after/before |\n|---|---:|---:|---:|---:|")
+    print("| case | B | before µs | after µs | after/before |\n|---|---:|---:|---:|---:|")
     ratios = []
     for batch in [int(x) for x in args.batches.split(",")]:
         ca, cb = cases(a, batch), cases(b, batch)
