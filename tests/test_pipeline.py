@@ -137,7 +137,7 @@ gen_kwargs = st.fixed_dictionaries(
         "eta_cutoff": st.sampled_from([0.0, 3e-4]),
         "repetition_penalty": st.sampled_from([1.0, 1.2]),
         "no_repeat_ngram_size": st.sampled_from([0, 2, 3]),
-        "bad_words_ids": st.just([[3], [5, 6]]),
+        "bad_words_ids": st.sampled_from([[[3], [5, 6]], [[7]]]),
         "sequence_bias": st.just({(4,): 1.5, (5, 9): -2.0}),
         "min_length": st.sampled_from([0, 3, 30]),
         "min_new_tokens": st.sampled_from([0, 4]),
@@ -211,7 +211,7 @@ USER_PROCESSORS = (
 _NO_OP = {
     # transformers' NoBadWords whose words were all EOS singletons holds nothing: to_native gives an empty
     # suppression, the builder an empty bias; both leave the scores as they are.
-    "Processor(SuppressTokens([]))",
+    "Processor(SuppressTokens(SuppressTokens { tokens: [] }))",
     "Processor(SequenceBias(SequenceBias { single: [], groups: [], max_id: 0 }))",
 }
 

@@ -682,8 +682,10 @@ impl BeamSearch {
                 self.slots[b * k..(b + 1) * k].iter_mut().map(|s| Some(std::mem::take(s))).collect();
             for (i, &(m, score)) in merged.iter().take(k).enumerate() {
                 let slot = if m < k {
-                    // Each old slot is merged once.
-                    taken[m].take().unwrap_or_default()
+                    // Each old slot is merged once (`m` indexes `merged`, whose old entries are distinct).
+                    let slot = taken[m].take();
+                    debug_assert!(slot.is_some(), "old slot {m} merged twice");
+                    slot.unwrap_or_default()
                 } else {
                     let c = m - k;
                     let (src, tok) = self.continuation(b, cand[c].0, vocab);

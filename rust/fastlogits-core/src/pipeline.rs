@@ -155,10 +155,8 @@ impl Pipeline {
         let k = first_warper.checked_add(
             self.procs[first_warper..].iter().position(|p| !matches!(p, Processor::Temperature(_)))?,
         )?;
-        match &self.procs[k] {
-            Processor::TopK(t) if t.filter == f32::NEG_INFINITY => Some((k, Arc::clone(t))),
-            _ => None, // any other processor there: not this plan
-        }
+        let Processor::TopK(t) = &self.procs[k] else { return None }; // another processor: not this plan
+        (t.filter == f32::NEG_INFINITY).then(|| (k, Arc::clone(t)))
     }
 
     /// The call: `scores` is processed in place, or, with `src`, receives the processed `src`.
