@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 import transformers.generation.logits_process as T
+from transformers import DynamicCache
 from transformers.generation.stopping_criteria import EosTokenCriteria, MaxLengthCriteria
 from transformers.generation.utils import (
     GenerateBeamDecoderOnlyOutput,
@@ -28,6 +29,7 @@ from ..pipeline import (
     resolve_settings,
     unsupported_setting,
 )
+from . import _gpt2
 from .convert import NativeChain
 
 _SUPPORTED_MODES = {
@@ -92,19 +94,47 @@ class _Stepper:
     builds (cache, position ids, attention mask), the last position's logits as a float32 host tensor, and
     `_update_model_kwargs_for_generation` between steps."""
 
-    def __init__(self, model, model_kwargs: dict[str, Any], device: torch.device):
+    def __init__(
+        self,
+        model,
+        model_kwargs: dict[str, Any],
+        device: torch.device,
+        batch: int,
+        capacity: int,
+        want_internals: bool,
+    ):
         self.model = model
         self.device = device
+        # The lean GPT-2 step where it computes exactly what the model's forward computes (see `_gpt2`).
+        self.why_not_lean = _gpt2.unsupported(model, model_kwargs, want_internals)
         self.mask = model_kwargs.pop("attention_mask", None)
         self.position_ids = model_kwargs.pop("position_ids", None)
         self.cache = model_kwargs.pop("past_key_values", None)
         self.use_cache = model_kwargs.pop("use_cache", True)
         self.logits_to_keep = model_kwargs.pop("logits_to_keep", None)
         self.extra = model_kwargs  # forwarded unchanged (output_attentions, ...)
+        self.lean = None if self.why_not_lean is not None else _gpt2.LeanGPT2(model, batch, capacity)
+
+    def final_cache(self) -> Any:
+        """The cache ``generate`` returns (``past_key_values``): the model's, or the lean step's as one."""
+        if self.lean is None:
+            return self.cache
+        return self.lean.fill(
+            self.cache if self.cache is not None else DynamicCache(config=self.model.config)
+        )
 
     def forward(self, ids: torch.Tensor) -> tuple[Any, torch.Tensor]:
         """The model output and its last position's logits (float32, host, a copy) for `ids` (the whole
         prompt first, then one token per row; or the whole sequences without a cache)."""
+        if self.lean is not None:
+            pos = self.position_ids
+            if pos is None:
+                pos = torch.arange(self.lean.filled, self.lean.filled + ids.shape[1]).unsqueeze(0)
+            elif pos.shape[-1] != ids.shape[1]:
+                pos = pos[..., -ids.shape[1] :]
+            dev = self.model.device
+            logits = self.lean.forward(ids.to(dev), pos.to(dev))
+            return None, logits.to(copy=True, dtype=torch.float32, device="cpu")
         model_inputs: dict[str, Any] = {"input_ids": ids}
         if self.cache is not None:
             model_inputs["past_key_values"] = self.cache
@@ -129,13 +159,21 @@ class _Stepper:
             self.cache = out.past_key_values
         return out, logits
 
+    def reorder(self, beam_idx: np.ndarray) -> None:
+        """The cache follows the chosen beams: row `i` continues row `beam_idx[i]`."""
+        idx = torch.from_numpy(beam_idx).to(self.model.device)
+        if self.lean is not None:
+            self.lean.reorder(idx)
+        elif self.cache is not None:
+            self.cache.reorder_cache(idx)
+
     def advance(self, beam_idx: np.ndarray | None = None) -> None:
         """One more position per row; with `beam_idx`, the cache follows the chosen beams."""
-        if beam_idx is not None and self.cache is not None:
-            self.cache.reorder_cache(torch.from_numpy(beam_idx).to(self.model.device))
+        if beam_idx is not None:
+            self.reorder(beam_idx)
         if self.position_ids is not None:
             self.position_ids = torch.cat([self.position_ids, self.position_ids[..., -1:] + 1], dim=-1)
-        if self.mask is not None:
+        if self.mask is not None and self.lean is None:
             self.mask = torch.cat([self.mask, self.mask.new_ones((self.mask.shape[0], 1))], dim=-1)
 
 
@@ -224,7 +262,16 @@ class _Decoding:
         self.criteria = list(stopping_criteria)
         self.seed = check_seed(seed)
         self.streamer = streamer
-        self.stepper = _Stepper(model, model_kwargs, self.device)
+        self.stepper = _Stepper(
+            model,
+            model_kwargs,
+            self.device,
+            batch=input_ids.shape[0],
+            capacity=max(cfg.max_length, input_ids.shape[1]),
+            want_internals=bool(
+                cfg.return_dict_in_generate and (cfg.output_attentions or cfg.output_hidden_states)
+            ),
+        )
         self.result = None
 
     def run(self):
@@ -307,7 +354,7 @@ class _Decoding:
         sequences = torch.from_numpy(ids[:, :cur].copy()).to(self.device)
         if outputs.want:
             self.result = GenerateDecoderOnlyOutput(
-                sequences=sequences, past_key_values=model.cache, **outputs.fields()
+                sequences=sequences, past_key_values=model.final_cache(), **outputs.fields()
             )
         else:
             self.result = sequences
@@ -354,6 +401,10 @@ class _Decoding:
             next_tokens, beam_idx, done = search.step(work)
             yield torch.from_numpy(next_tokens)
             if done:
+                if outputs.want:
+                    model.reorder(
+                        beam_idx
+                    )  # transformers reorders the cache it returns after its last step too
                 break
             model.advance(beam_idx)
             self.chain.reorder(beam_idx)
@@ -365,7 +416,7 @@ class _Decoding:
                 sequences=sequences,
                 sequences_scores=torch.from_numpy(sequences_scores) if cfg.output_scores else None,
                 beam_indices=torch.from_numpy(beam_indices).to(torch.int32),  # transformers' dtype
-                past_key_values=model.cache,
+                past_key_values=model.final_cache(),
                 **outputs.fields(),
             )
         else:

@@ -1,0 +1,128 @@
+"""The lean GPT-2 step (owned KV cache) against transformers' own forward: bit-identical logits and caches,
+the same tokens; and the cases where fastlogits.generate keeps the model's forward."""
+
+from __future__ import annotations
+
+import fastlogits as fl
+import numpy as np
+import pytest
+import torch
+from fastlogits.transformers import _gpt2
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from models import left_padded, tiny_gpt2
+from transformers import GPT2Config, GPT2LMHeadModel
+
+
+@pytest.fixture
+def lean_calls(monkeypatch):
+    """Counts the lean step's forward calls."""
+    calls = []
+    orig = _gpt2.LeanGPT2.forward
+
+    def spy(self, ids, pos):
+        calls.append(tuple(ids.shape))
+        return orig(self, ids, pos)
+
+    monkeypatch.setattr(_gpt2.LeanGPT2, "forward", spy)
+    return calls
+
+
+def _same_cache(a, b) -> None:
+    assert len(a.layers) == len(b.layers)
+    for x, y in zip(a.layers, b.layers, strict=True):
+        assert torch.equal(x.keys, y.keys) and torch.equal(x.values, y.values)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 9), st.integers(1, 12), st.integers(0, 2**32 - 1), st.booleans())
+def test_greedy_logits_and_cache_are_bit_identical(batch, prompt_len, max_new, seed, mask):
+    model = tiny_gpt2()
+    rng = np.random.default_rng(seed)
+    ids = torch.from_numpy(rng.integers(0, 48, size=(batch, prompt_len)))
+    kw = dict(max_new_tokens=max_new, return_dict_in_generate=True, output_logits=True, pad_token_id=0)
+    if mask:
+        kw["attention_mask"] = torch.ones_like(ids)  # no padding: the lean step still applies
+    ref = model.generate(ids, **kw)
+    got = fl.generate(model, ids, **kw)
+    assert torch.equal(got.sequences, ref.sequences)
+    assert len(got.logits) == len(ref.logits)
+    for a, b in zip(ref.logits, got.logits, strict=True):
+        assert torch.equal(a, b)
+    _same_cache(got.past_key_values, ref.past_key_values)
+
+
+def test_the_lean_step_runs_where_it_applies(lean_calls):
+    model = tiny_gpt2()
+    ids = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]])
+    fl.generate(model, ids, max_new_tokens=5, do_sample=False, eos_token_id=None, pad_token_id=0)
+    assert lean_calls == [(2, 4)] + [(2, 1)] * 4  # the prompt, then one token per row
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(2, 4), st.integers(1, 3), st.integers(1, 6), st.integers(1, 10), st.integers(0, 2**32 - 1))
+def test_beam_search_is_identical_with_the_owned_cache(beams, batch, prompt_len, max_new, seed):
+    """Beam reordering happens in the owned cache: sequences, beam indices and scores equal transformers';
+    the returned cache equals the one fastlogits returns with the model's own forward (transformers' differs
+    after the last step, where every continuation is masked by -1e9 and the order of the resulting float32
+    ties among the running beams is torch.topk's, unspecified: see `fastlogits_core::beam`)."""
+    model = tiny_gpt2()
+    rng = np.random.default_rng(seed)
+    ids = torch.from_numpy(rng.integers(0, 48, size=(batch, prompt_len)))
+    kw = dict(num_beams=beams, max_new_tokens=max_new, return_dict_in_generate=True, output_scores=True)
+    kw.update(pad_token_id=0, num_return_sequences=1)
+    ref = model.generate(ids, **kw)
+    got = fl.generate(model, ids, **kw)
+    assert torch.equal(got.sequences, ref.sequences)
+    assert torch.equal(got.beam_indices, ref.beam_indices)
+    torch.testing.assert_close(got.sequences_scores, ref.sequences_scores, rtol=0, atol=1e-5)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FASTLOGITS_GPT2_STEP", "transformers")
+        other = fl.generate(model, ids, **kw)
+    assert torch.equal(other.sequences, got.sequences)
+    _same_cache(got.past_key_values, other.past_key_values)
+
+
+def test_sampling_draws_the_same_tokens_as_with_the_models_forward(monkeypatch):
+    model = tiny_gpt2()
+    ids = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    kw = dict(do_sample=True, top_k=20, temperature=0.9, max_new_tokens=12, seed=7, pad_token_id=0)
+    lean = fl.generate(model, ids, **kw)
+    monkeypatch.setenv("FASTLOGITS_GPT2_STEP", "transformers")
+    assert torch.equal(lean, fl.generate(model, ids, **kw))
+
+
+def test_gpt2_124m_shape_is_bit_identical():
+    """The real GPT-2 shape (random weights): greedy logits and beam sequences equal transformers'."""
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config()).eval()
+    ids = torch.randint(0, 50257, (2, 8))
+    kw = dict(max_new_tokens=4, return_dict_in_generate=True, output_logits=True, pad_token_id=0)
+    ref, got = model.generate(ids, **kw), fl.generate(model, ids, **kw)
+    assert torch.equal(got.sequences, ref.sequences)
+    assert all(torch.equal(a, b) for a, b in zip(ref.logits, got.logits, strict=True))
+    kw = dict(num_beams=3, max_new_tokens=3, pad_token_id=0)
+    assert torch.equal(fl.generate(model, ids[:1], **kw), model.generate(ids[:1], **kw))
+
+
+def test_where_the_models_forward_is_kept():
+    model = tiny_gpt2()
+    ids, mask = left_padded(np.random.default_rng(0), 3, 48, 5, pad=0)
+    base = dict(attention_mask=torch.ones_like(ids), position_ids=None, logits_to_keep=1, use_cache=True)
+    assert _gpt2.unsupported(model, base, False) is None
+    assert "padding" in _gpt2.unsupported(model, dict(base, attention_mask=mask), False)
+    assert "attentions" in _gpt2.unsupported(model, base, True)
+    assert "use_cache" in _gpt2.unsupported(model, dict(base, use_cache=False), False)
+    eager = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=32, n_positions=32))
+    eager.config._attn_implementation = "eager"
+    assert "eager" in _gpt2.unsupported(eager.eval(), base, False)
+    assert "training" in _gpt2.unsupported(eager.train(), base, False)
+
+
+def test_padded_batches_keep_the_models_forward_and_stay_identical(lean_calls):
+    model = tiny_gpt2()
+    ids, mask = left_padded(np.random.default_rng(1), 3, 48, 6, pad=0)
+    assert not bool(mask.all())
+    ref = model.generate(ids, attention_mask=mask, max_new_tokens=6, pad_token_id=0)
+    assert torch.equal(fl.generate(model, ids, attention_mask=mask, max_new_tokens=6, pad_token_id=0), ref)
+    assert lean_calls == []
