@@ -7,12 +7,14 @@ decoding loop does not need:
 * the KV cache is preallocated for ``max_length`` positions and written in place; attention reads views of
   the filled prefix (``DynamicCache`` concatenates the whole cache at every step: O(L) copies per token);
 * no per-call module machinery (hooks, output dataclasses, mask construction, cache bookkeeping);
-* beam reordering in place (``index_select`` of the filled prefix into the same buffers).
+* beam reordering in place (``index_select`` of the filled prefix into the same buffers);
+* a padded batch's attention mask kept as one preallocated boolean buffer: the masks SDPA is given are views
+  of it, the ones transformers' ``create_causal_mask`` builds for SDPA (``(B, 1, T, T)`` causal and padding
+  for the prompt, ``(B, 1, 1, L)`` after it; none at all without padding, as transformers).
 
 It is used only where it computes exactly what transformers computes (:func:`unsupported` says why not
 otherwise, and the loop keeps the model's own forward): the exact ``GPT2LMHeadModel`` class in eval mode with
-SDPA attention (transformers' default), no cross-attention, an empty cache from ``generate``, and no
-padding in the attention mask (padded batches need transformers' 4-D masks; they keep its forward).
+SDPA attention (transformers' default), no cross-attention, and an empty cache from ``generate``.
 """
 
 from __future__ import annotations
@@ -52,9 +54,6 @@ def unsupported(model: Any, model_kwargs: dict[str, Any], want_internals: bool) 
         return "a cache was handed in"
     if not model_kwargs.get("use_cache", True):
         return "use_cache=False"
-    mask = model_kwargs.get("attention_mask")
-    if mask is not None and not bool(mask.all()):
-        return "the attention mask has padding"
     extra = set(model_kwargs) - {
         "attention_mask",
         "position_ids",
@@ -70,9 +69,12 @@ def unsupported(model: Any, model_kwargs: dict[str, Any], want_internals: bool) 
 
 
 class LeanGPT2:
-    """GPT-2's forward over an owned cache of ``capacity`` positions for ``batch`` rows."""
+    """GPT-2's forward over an owned cache of ``capacity`` positions for ``batch`` rows; ``attention_mask``:
+    the prompt's (``(batch, prompt length)``, or None)."""
 
-    def __init__(self, model: GPT2LMHeadModel, batch: int, capacity: int):
+    def __init__(
+        self, model: GPT2LMHeadModel, batch: int, capacity: int, attention_mask: torch.Tensor | None = None
+    ):
         self.model = model
         t = model.transformer
         cfg = model.config
@@ -87,6 +89,25 @@ class LeanGPT2:
         self.keys = [torch.empty(shape, dtype=p.dtype, device=p.device) for _ in self.blocks]
         self.values = [torch.empty(shape, dtype=p.dtype, device=p.device) for _ in self.blocks]
         self.filled = 0
+        # Which positions each row attends to, where the prompt has padding (transformers then passes SDPA a
+        # boolean mask at every step; without padding, none).
+        self.prompt_mask = None
+        self.attend = None
+        if attention_mask is not None and not bool(attention_mask.all()):
+            self.prompt_mask = attention_mask.to(device=p.device, dtype=torch.bool)
+            self.attend = torch.zeros((batch, capacity), dtype=torch.bool, device=p.device)
+
+    def _mask(self, T: int) -> torch.Tensor | None:
+        """The mask SDPA gets for ``T`` new positions (None without padding)."""
+        if self.attend is None:
+            return None
+        p = self.filled
+        if p == 0:
+            self.attend[:, :T] = self.prompt_mask
+            causal = torch.ones((T, T), dtype=torch.bool, device=self.attend.device).tril()
+            return causal[None, None] & self.attend[:, None, None, :T]
+        self.attend[:, p : p + T] = True
+        return self.attend[:, None, None, : p + T]
 
     @torch.no_grad()
     def forward(self, ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
@@ -95,6 +116,7 @@ class LeanGPT2:
         B, T = ids.shape
         C, D, p = self.C, self.D, self.filled
         h = F.embedding(ids, self.wte) + F.embedding(position_ids, self.wpe)
+        mask = self._mask(T)
         for i, blk in enumerate(self.blocks):
             residual = h
             x = F.layer_norm(h, (C,), blk.ln_1.weight, blk.ln_1.bias, self.eps)
@@ -104,15 +126,15 @@ class LeanGPT2:
             q = q.view(B, T, -1, D).transpose(1, 2)
             self.keys[i][:, :, p : p + T] = k.view(B, T, -1, D).transpose(1, 2)
             self.values[i][:, :, p : p + T] = v.view(B, T, -1, D).transpose(1, 2)
-            # transformers' sdpa_attention_forward without a mask: causal over the prompt, none after.
+            # transformers' sdpa_attention_forward: without a mask, causal over the prompt and none after.
             o = F.scaled_dot_product_attention(
                 q,
                 self.keys[i][:, :, : p + T],
                 self.values[i][:, :, : p + T],
-                attn_mask=None,
+                attn_mask=mask,
                 dropout_p=0.0,
                 scale=attn.scaling,
-                is_causal=T > 1 and p == 0,
+                is_causal=mask is None and T > 1,
             )
             o = o.transpose(1, 2).contiguous().reshape(B, T, C).contiguous()
             o = torch.addmm(attn.c_proj.bias, o.view(-1, C), attn.c_proj.weight).view(B, T, C)

@@ -113,7 +113,9 @@ class _Stepper:
         self.use_cache = model_kwargs.pop("use_cache", True)
         self.logits_to_keep = model_kwargs.pop("logits_to_keep", None)
         self.extra = model_kwargs  # forwarded unchanged (output_attentions, ...)
-        self.lean = None if self.why_not_lean is not None else _gpt2.LeanGPT2(model, batch, capacity)
+        self.lean = None
+        if self.why_not_lean is None:
+            self.lean = _gpt2.LeanGPT2(model, batch, capacity, self.mask)
 
     def final_cache(self) -> Any:
         """The cache ``generate`` returns (``past_key_values``): the model's, or the lean step's as one."""
