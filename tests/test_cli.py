@@ -132,6 +132,22 @@ def test_generate_same_seed_same_text(cli):
     assert "random weights" in b.stderr.lower()
 
 
+def test_generate_in_bfloat16_equals_transformers_bfloat16_model(cli, tiny_checkpoint):
+    """--dtype bfloat16: the text of transformers' generate on the same checkpoint cast to bfloat16."""
+    import torch
+    from fastlogits.gpt2 import GPT2
+
+    p = cli("generate", "A b", "--model", tiny_checkpoint, "--max-new-tokens", "6", "--dtype", "bfloat16")
+    assert p.returncode == 0, p.stderr
+    lm = GPT2.load(tiny_checkpoint, dtype="bfloat16")
+    assert lm.model.dtype is torch.bfloat16
+    ids, mask = lm.encode("A b")
+    ref = lm.model.generate(
+        ids, attention_mask=mask, max_new_tokens=6, pad_token_id=lm.tokenizer.eos_token_id
+    )
+    assert p.stdout.strip().endswith(lm.tokenizer.decode(ref[0, ids.shape[1] :]).strip())
+
+
 def test_generate_several_prompts_and_sequences(cli, tiny_checkpoint):
     p = cli(
         "generate",
@@ -200,6 +216,7 @@ def test_tune_small_grid(cli, tiny_checkpoint):
         (("frobnicate",), ("frobnicate",)),
         (("generate", "x", "--model", "/nonexistent/gpt2"), ("/nonexistent/gpt2", "--random-weights")),
         (("generate", "x", *MODEL, "--tokenizer", "/nonexistent/tok"), ("/nonexistent/tok", "--tokenizer")),
+        (("generate", "x", *MODEL, "--dtype", "float16"), ("--dtype", "bfloat16")),
     ],
 )
 def test_mistakes_give_one_line_errors(cli, args, needles):

@@ -151,3 +151,31 @@ def test_padded_batches_take_the_lean_step(lean_calls):
     ref = model.generate(ids, attention_mask=mask, max_new_tokens=6, pad_token_id=0)
     assert torch.equal(fl.generate(model, ids, attention_mask=mask, max_new_tokens=6, pad_token_id=0), ref)
     assert lean_calls[0] == (3, 6)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(1, 3), st.integers(2, 6), st.integers(1, 8), st.integers(0, 2**32 - 1), st.integers(1, 3))
+def test_bfloat16_equals_transformers_running_the_same_bfloat16_model(
+    batch, prompt_len, max_new, seed, beams
+):
+    model = GPT2LMHeadModel(tiny_gpt2().config)
+    model.load_state_dict(tiny_gpt2().state_dict())
+    model = model.to(torch.bfloat16).eval()
+    ids, mask = left_padded(np.random.default_rng(seed), batch, 48, prompt_len, pad=0)
+    kw = dict(attention_mask=mask, max_new_tokens=max_new, pad_token_id=0, num_beams=beams)
+    kw.update(return_dict_in_generate=True, output_logits=True)
+    ref, got = model.generate(ids, **kw), fl.generate(model, ids, **kw)
+    assert torch.equal(got.sequences, ref.sequences)
+    if beams == 1:
+        assert all(torch.equal(a, b) for a, b in zip(ref.logits, got.logits, strict=True))
+
+
+def test_dtype_resolution():
+    from fastlogits.gpt2 import native_bf16, resolve_dtype
+
+    assert resolve_dtype(None) is torch.float32 and resolve_dtype("float32") is torch.float32
+    assert resolve_dtype("bf16") is torch.bfloat16 and resolve_dtype(torch.bfloat16) is torch.bfloat16
+    assert resolve_dtype("auto") is (torch.bfloat16 if native_bf16("cpu") else torch.float32)
+    for bad in ("float16", torch.float16, 3):
+        with pytest.raises(fl.InvalidArgumentError, match="`dtype` has to be one of auto, float32, bfloat16"):
+            resolve_dtype(bad)

@@ -97,6 +97,13 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
         help="tokenizer directory (default: $FASTLOGITS_TOKENIZER, else the model's)",
     )
     g.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    g.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("auto", "float32", "bfloat16"),
+        help="weights' dtype: float32 (default; exact), bfloat16, or auto (bfloat16 where the device computes "
+        "it natively: AVX-512 BF16 / AMX CPUs, bf16 GPUs)",
+    )
 
 
 def _add_generation_flags(p: argparse.ArgumentParser, grid: bool = False) -> None:
@@ -325,6 +332,7 @@ def _load(args: argparse.Namespace, tokenizer=None):
         tokenizer=args.tokenizer if tokenizer is None else tokenizer,
         random_weights=args.random_weights,
         device=args.device,
+        dtype=args.dtype,
     )
     if lm.random_weights:
         print("note: GPT-2 124M shape with RANDOM weights: the text below is meaningless", file=sys.stderr)

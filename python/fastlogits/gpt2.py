@@ -22,13 +22,68 @@ from .sampling import top_logprobs
 from .transformers.generation import generate as _generate
 from .transformers.generation import stream as _stream
 
-__all__ = ["GPT2", "TokenProb", "ModelLoadError", "load_config", "load_tokenizer", "readable_token"]
+__all__ = [
+    "GPT2",
+    "TokenProb",
+    "ModelLoadError",
+    "DTYPES",
+    "load_config",
+    "load_tokenizer",
+    "native_bf16",
+    "readable_token",
+    "resolve_dtype",
+]
 
 TOKENIZER_ENV = "FASTLOGITS_TOKENIZER"
 
 
 class ModelLoadError(InvalidArgumentError):
     """The model or tokenizer could not be loaded (the message says how to provide one)."""
+
+
+DTYPES = ("auto", "float32", "bfloat16")
+_DTYPE_NAMES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
+
+
+def native_bf16(device: str | torch.device = "cpu") -> bool:
+    """Whether ``device`` computes bfloat16 natively: a CUDA GPU that supports it, or a CPU with AVX-512 BF16
+    or AMX (elsewhere bfloat16 is emulated in float32 and slower than float32)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if dev.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: str | torch.device = "cpu") -> torch.dtype:
+    """The weights' dtype for ``dtype``: ``"float32"`` (the default: results equal transformers' float32
+    model), ``"bfloat16"`` (equal to transformers running the same bfloat16 model), ``"auto"`` (bfloat16
+    where :func:`native_bf16` holds, else float32), or a ``torch.dtype`` of those two."""
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        if dtype in (torch.float32, torch.bfloat16):
+            return dtype
+    elif isinstance(dtype, str):
+        name = dtype.strip().lower()
+        if name == "auto":
+            return torch.bfloat16 if native_bf16(device) else torch.float32
+        if name in _DTYPE_NAMES:
+            return _DTYPE_NAMES[name]
+    raise InvalidArgumentError(
+        f"`dtype` has to be one of {', '.join(DTYPES)} (or torch.float32 / torch.bfloat16), got {dtype!r}"
+    )
 
 
 @dataclass(frozen=True)
@@ -130,13 +185,16 @@ class GPT2:
         random_weights: bool = False,
         device: str = "cpu",
         seed: int = 0,
+        dtype: str | torch.dtype | None = "float32",
     ) -> GPT2:
         """``name_or_path``: a local checkpoint directory, or a name (``gpt2``, ``distilgpt2``,
         ``gpt2-medium``...) found in the local Hugging Face cache. ``random_weights``: GPT-2 small's shape
         with random weights (seeded). The tokenizer: ``tokenizer`` (a path, or a tokenizer already loaded
         with :func:`load_tokenizer`) or ``$FASTLOGITS_TOKENIZER``, else the checkpoint's, else the bundled
-        GPT-2 tokenizer."""
+        GPT-2 tokenizer. ``dtype``: see :func:`resolve_dtype` (default float32)."""
         from transformers import GPT2Config, GPT2LMHeadModel
+
+        dt = resolve_dtype(dtype, device)
 
         def the_tokenizer():
             if tokenizer is None or isinstance(tokenizer, str):
@@ -146,12 +204,14 @@ class GPT2:
         if random_weights:
             tok = the_tokenizer()
             torch.manual_seed(seed)
-            model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok))).to(device)
+            model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok))).to(device=device, dtype=dt)
             return cls(model, tok, random_weights=True)
         if not name_or_path:
             raise ModelLoadError(_NO_MODEL)
         try:
-            model = GPT2LMHeadModel.from_pretrained(name_or_path, local_files_only=True).to(device)
+            model = GPT2LMHeadModel.from_pretrained(name_or_path, local_files_only=True).to(
+                device=device, dtype=dt
+            )
         except Exception as e:
             raise ModelLoadError(_cannot_load(name_or_path, e)) from None
         return cls(model, the_tokenizer())
