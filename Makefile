@@ -15,7 +15,7 @@ export FASTLOGITS_TOKENIZER ?= $(abspath ../shared/gpt2-tokenizer)
 endif
 FL := $(PY) -m fastlogits
 
-.PHONY: help venv build build-dev test test-rust test-python test-thorough fuzz soak demo bench lint fmt clean
+.PHONY: help venv build build-dev test test-rust test-python test-thorough fuzz soak demo bench bench-ctranslate lint fmt clean
 
 help: ## Show this help
 	@echo "fastlogits — targets:"
@@ -75,6 +75,10 @@ bench: build ## Full benchmarks vs transformers (processors, beam, generation): 
 	$(PY) benches/bench_processors.py
 	$(PY) benches/bench_beam.py
 	$(PY) benches/bench_generate.py
+
+bench-ctranslate: build ## Generation vs CTranslate2 (pip-installs requirements-bench.txt): benches/results/ctranslate2.md|json
+	$(PIP) install -q -r requirements-bench.txt
+	$(PY) benches/bench_ctranslate2.py --out benches/results
 
 lint: $(STAMP) ## cargo fmt --check, clippy, ruff check + format --check, mypy.stubtest of _native.pyi
 	cargo fmt --all -- --check
