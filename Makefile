@@ -71,14 +71,14 @@ demo: build ## The main job: GPT-2 generation with the full sampling chain, next
 	echo && echo "== fastlogits bench --quick ==" && \
 	$(FL) bench --quick --out benches/results/quick
 
-bench: build ## Full benchmarks vs transformers (processors, beam, generation): benches/results/*.md|json|png
+bench: build ## Full benchmarks vs transformers (processors, beam, generation; CTranslate2 rows if installed): benches/results/
 	$(PY) benches/bench_processors.py
 	$(PY) benches/bench_beam.py
 	$(PY) benches/bench_generate.py
 
-bench-ctranslate: build ## Generation vs CTranslate2 (pip-installs requirements-bench.txt): benches/results/ctranslate2.md|json
+bench-ctranslate: build ## The generation benchmark with its CTranslate2 rows (pip-installs requirements-bench.txt)
 	$(PIP) install -q -r requirements-bench.txt
-	$(PY) benches/bench_ctranslate2.py --out benches/results
+	$(PY) benches/bench_generate.py
 
 lint: $(STAMP) ## cargo fmt --check, clippy, ruff check + format --check, mypy.stubtest of _native.pyi
 	cargo fmt --all -- --check

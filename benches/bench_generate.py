@@ -1,7 +1,9 @@
-"""End-to-end generation benchmark: fastlogits.generate against model.generate (``make bench``).
+"""End-to-end generation benchmark: model.generate, fastlogits.generate, a bare loop and CTranslate2 (when
+installed), float32 and bfloat16, against the weight-streaming floor (``make bench``).
 
-Writes ``benches/results/generate.{md,json,png}``. Extra arguments are passed on to the harness (e.g.
-``--quick``); see ``benches/README.md``.
+Writes ``benches/results/generate.{md,json,png}``. Extra arguments are passed on to the harness
+(``benches/harness/generate.py``): ``--quick`` / ``--full``, ``--reps N``, ``--no-rss``; see
+``benches/README.md``.
 """
 
 from __future__ import annotations

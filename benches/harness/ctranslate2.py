@@ -1,23 +1,25 @@
-"""CTranslate2 in the end-to-end generation benchmark (an optional dependency: ``requirements-bench.txt``).
+"""The CTranslate2 adapter of the generation benchmark (``harness/generate.py``); CTranslate2 is an optional
+dependency (``requirements-bench.txt``).
 
 The same GPT-2 weights as the transformers model, converted with CTranslate2's own converter
-(``ctranslate2.converters.TransformersConverter``), run by ``ctranslate2.Generator`` on the CPU with the
-decoding modes of the benchmark mapped to ``generate_batch`` arguments:
+(``ctranslate2.converters.TransformersConverter``), run by ``ctranslate2.Generator`` on the CPU. The decoding
+modes are given as transformers ``generate`` kwargs (``harness.generate.MODES``, the one place their values
+are written) and translated by :func:`ct2_kwargs` to ``generate_batch`` arguments:
 
-==================  ==========================================================  ====================================
-mode                transformers / fastlogits ``generate`` kwargs               CTranslate2 ``generate_batch``
-==================  ==========================================================  ====================================
-greedy              (none)                                                      ``beam_size=1, sampling_topk=1``
-chain sampling      ``do_sample, repetition_penalty=1.2, no_repeat_ngram_size=3,  ``sampling_temperature=0.8,
-                    temperature=0.8, top_k=50, top_p=0.95``                       sampling_topk=50, sampling_topp=0.95,
-                                                                                  repetition_penalty=1.2,
-                                                                                  no_repeat_ngram_size=3``
-beam 5              ``num_beams=5``                                             ``beam_size=5``
-==================  ==========================================================  ====================================
+=========================================================  ==================================================
+transformers / fastlogits ``generate`` kwargs              CTranslate2 ``generate_batch``
+=========================================================  ==================================================
+(none: greedy)                                             ``beam_size=1, sampling_topk=1``
+``do_sample, temperature, top_k, top_p,``                  ``sampling_temperature, sampling_topk,
+``repetition_penalty, no_repeat_ngram_size``               sampling_topp, repetition_penalty,
+                                                           no_repeat_ngram_size``
+``num_beams=K``                                            ``beam_size=K, num_hypotheses=1,
+                                                           length_penalty=1.0, patience=1.0``
+=========================================================  ==================================================
 
 CTranslate2's processors are its own: the knobs are the same, the details (the order of the processors,
 whether the prompt counts for the penalties, the beam's stopping rule) need not be, so only greedy decoding is
-expected to give the same tokens as transformers (it does, in float32: checked by the benchmark).
+expected to give the same tokens as transformers (it does, in float32: the benchmark prints the count).
 
 Lengths: the prompt is forwarded at once (``include_prompt_in_result=False``) and every row gets exactly
 ``max_new_tokens`` new tokens (``min_length = max_length = max_new_tokens``: the end token cannot be chosen
@@ -50,7 +52,6 @@ from typing import Any
 
 __all__ = [
     "SKIP_MESSAGE",
-    "MODES",
     "EOS",
     "available",
     "version",
@@ -58,8 +59,8 @@ __all__ = [
     "compute_types_for",
     "save_hf",
     "convert",
+    "ct2_kwargs",
     "Generator",
-    "ct2_generate",
     "generated_counts",
     "id_lists",
     "memory_status",
@@ -72,26 +73,6 @@ EOS = 50256  # GPT-2's <|endoftext|>: EOS, BOS and (in the benchmarks) the pad t
 HERE = Path(__file__).resolve().parent
 BENCHES = HERE.parent
 BUNDLED_TOKENIZER = BENCHES.parent / "python" / "fastlogits" / "data" / "gpt2_tokenizer"
-
-CHAIN_HF: dict[str, Any] = dict(
-    do_sample=True, repetition_penalty=1.2, no_repeat_ngram_size=3, temperature=0.8, top_k=50, top_p=0.95
-)
-#: mode -> (transformers / fastlogits generate kwargs, CTranslate2 generate_batch kwargs)
-MODES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    "greedy": ({}, dict(beam_size=1, sampling_topk=1)),
-    "chain sampling": (
-        CHAIN_HF,
-        dict(
-            beam_size=1,
-            sampling_temperature=0.8,
-            sampling_topk=50,
-            sampling_topp=0.95,
-            repetition_penalty=1.2,
-            no_repeat_ngram_size=3,
-        ),
-    ),
-    "beam 5": (dict(num_beams=5), dict(beam_size=5, num_hypotheses=1, length_penalty=1.0, patience=1.0)),
-}
 
 
 def available() -> str | None:
@@ -207,6 +188,34 @@ def id_lists(ids: Any) -> list[list[int]]:
     return ids.tolist() if hasattr(ids, "tolist") else [list(map(int, r)) for r in ids]
 
 
+def ct2_kwargs(hf_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The ``generate_batch`` arguments of a decoding mode given as transformers ``generate`` kwargs (greedy,
+    sampling with temperature / top-k / top-p / repetition penalty / no-repeat n-grams, beam search); the
+    defaults of transformers' ``GenerationConfig`` where a knob is not given (top-k 50 when sampling)."""
+    kw = dict(hf_kwargs)
+    beams = kw.pop("num_beams", 1)
+    sample = kw.pop("do_sample", False)
+    out: dict[str, Any] = dict(beam_size=beams)
+    if beams > 1:
+        if sample:
+            raise ValueError("beam sampling has no CTranslate2 equivalent")
+        out.update(num_hypotheses=1, length_penalty=1.0, patience=1.0)
+    elif sample:
+        out.update(
+            sampling_temperature=kw.pop("temperature", 1.0),
+            sampling_topk=kw.pop("top_k", 50),
+            sampling_topp=kw.pop("top_p", 1.0),
+        )
+    else:
+        out.update(sampling_topk=1)
+    for name in ("repetition_penalty", "no_repeat_ngram_size"):
+        if name in kw:
+            out[name] = kw.pop(name)
+    if kw:
+        raise ValueError(f"no CTranslate2 equivalent for {sorted(kw)}")
+    return out
+
+
 class Generator:
     """A ``ctranslate2.Generator`` and the converted vocabulary (``vocabulary.json``: id -> token string)."""
 
@@ -239,12 +248,14 @@ class Generator:
     def tokens(self, ids: Any) -> list[list[str]]:
         return [[self.vocab[i] for i in row] for row in id_lists(ids)]
 
-    def generate(self, ids: Any, max_new_tokens: int, mode: str, seed: int | None = 0) -> list[list[int]]:
-        """The new token ids of each row (exactly ``max_new_tokens`` each; the prompt not included)."""
+    def generate(
+        self, ids: Any, max_new_tokens: int, hf_kwargs: dict[str, Any], seed: int | None = 0
+    ) -> list[list[int]]:
+        """The new token ids of each row of ``ids`` (a (B, T) LongTensor or nested lists of GPT-2 token ids),
+        exactly ``max_new_tokens`` each, the prompt not included; ``hf_kwargs``: the decoding mode as
+        transformers ``generate`` kwargs (see :func:`ct2_kwargs`)."""
         import ctranslate2
 
-        if mode not in MODES:
-            raise ValueError(f"mode {mode!r}: expected one of {sorted(MODES)}")
         if seed is not None:
             ctranslate2.set_random_seed(seed)
         results = self.generator.generate_batch(
@@ -252,23 +263,15 @@ class Generator:
             max_length=max_new_tokens,
             min_length=max_new_tokens,
             include_prompt_in_result=False,
-            **MODES[mode][1],
+            **ct2_kwargs(hf_kwargs),
         )
         return [r.sequences_ids[0] for r in results]
-
-
-def ct2_generate(
-    generator: Generator, ids: Any, max_new_tokens: int, mode: str, seed: int | None = 0
-) -> list[list[int]]:
-    """``generator.generate(ids, max_new_tokens, mode)``: ``ids`` a (B, T) LongTensor (or nested lists) of
-    GPT-2 token ids; returns the B lists of new ids."""
-    return generator.generate(ids, max_new_tokens, mode, seed=seed)
 
 
 def generated_counts(out: Any, prompt_len: int, eos: int | None = EOS) -> list[int]:
     """New tokens each row of a ``generate`` output actually produced: up to and including its first EOS
     (after which transformers pads with ``pad_token_id``), else all of them. ``out``: a (B, T + n) tensor or
-    a ``GenerateOutput`` (``.sequences``), or the lists returned by :func:`ct2_generate` (``prompt_len`` 0)."""
+    a ``GenerateOutput`` (``.sequences``), or the lists returned by :meth:`Generator.generate` (``prompt_len`` 0)."""
     seqs = getattr(out, "sequences", out)
     rows = id_lists(seqs)
     counts = []
@@ -314,8 +317,8 @@ def measure_peak_rss(spec: dict[str, Any], timeout: float = 600) -> dict[str, An
     """Runs one implementation in a fresh Python process: loads the model, generates once, and returns
     ``{"peak_rss_mib", "rss_loaded_mib", "generate_peak_rss_mib", "tokens"}`` (MiB; see the module's
     docstring), or ``{"error": ...}``. ``spec``: ``impl``
-    ("transformers", "fastlogits" or "ct2"), ``mode``, ``ids`` (nested lists), ``max_new_tokens``,
-    ``threads``; ``hf_dir`` and ``dtype`` for transformers / fastlogits; ``ct2_dir`` and ``compute_type`` for
+    ("transformers", "fastlogits" or "ct2"), ``kwargs`` (the decoding mode as transformers ``generate``
+    kwargs), ``ids`` (nested lists), ``max_new_tokens``, ``threads``; ``hf_dir`` and ``dtype`` for transformers / fastlogits; ``ct2_dir`` and ``compute_type`` for
     CTranslate2."""
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); "
@@ -339,12 +342,12 @@ def measure_peak_rss(spec: dict[str, Any], timeout: float = 600) -> dict[str, An
 
 def _child_main(spec_json: str) -> None:
     spec = json.loads(spec_json)
-    impl, mode, ids, n = spec["impl"], spec["mode"], spec["ids"], spec["max_new_tokens"]
+    impl, hf_kwargs, ids, n = spec["impl"], spec["kwargs"], spec["ids"], spec["max_new_tokens"]
     if impl == "ct2":
         gen = Generator(spec["ct2_dir"], spec["compute_type"], threads=spec["threads"])
         loaded = memory_status()
         reset = reset_peak_rss()
-        tokens = sum(generated_counts(ct2_generate(gen, ids, n, mode), 0, eos=None))
+        tokens = sum(generated_counts(gen.generate(ids, n, hf_kwargs), 0, eos=None))
     else:
         import torch
         from transformers import GPT2LMHeadModel
@@ -356,9 +359,7 @@ def _child_main(spec_json: str) -> None:
             for t in [*model.parameters(), *model.buffers()]:
                 t.sum()
         t_ids = torch.tensor(ids, dtype=torch.long)
-        kwargs = dict(
-            attention_mask=torch.ones_like(t_ids), max_new_tokens=n, pad_token_id=EOS, **MODES[mode][0]
-        )
+        kwargs = dict(attention_mask=torch.ones_like(t_ids), max_new_tokens=n, pad_token_id=EOS, **hf_kwargs)
         if impl == "fastlogits":
             import fastlogits as fl
 
