@@ -10,16 +10,8 @@ Same results as Hugging Face transformers 5.23, far less time per step.
 
 from ._native import __version__, check_environment, get_num_threads, set_num_threads
 from .beam import BeamSearch
-from .errors import (
-    FastLogitsError,
-    FastLogitsInternalError,
-    FloatOverflowError,
-    InvalidArgumentError,
-    InvalidTypeError,
-    InvalidValueError,
-    ParameterError,
-    ShapeError,
-)
+from .errors import *  # noqa: F403
+from .errors import __all__ as _errors_all
 from .pipeline import LogitsPipeline
 from .processors import *  # noqa: F403
 from .processors import __all__ as _processors_all
@@ -30,14 +22,7 @@ check_environment()
 
 __all__ = [
     "BeamSearch",
-    "FastLogitsError",
-    "FastLogitsInternalError",
-    "FloatOverflowError",
-    "InvalidArgumentError",
-    "InvalidTypeError",
-    "InvalidValueError",
-    "ParameterError",
-    "ShapeError",
+    *_errors_all,
     "LogitsPipeline",
     "Sampler",
     "__version__",

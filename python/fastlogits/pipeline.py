@@ -162,10 +162,6 @@ def check_generation_values(cfg: Any) -> None:
                 raise InvalidArgumentError(f"`{name}` has to be {what}, but is {value!r}")
 
 
-def _eos_list(eos: Any) -> list[int] | None:
-    return None if eos is None else token_list(eos, "eos_token_id")
-
-
 def _not_one(value: Any, name: str = "value") -> bool:
     """transformers' `value != 1.0`, also for per-row lists (any row differs)."""
     if isinstance(value, (list, tuple, np.ndarray)) or is_torch(value):
@@ -324,7 +320,6 @@ class LogitsPipeline:
                 UserWarning,
                 stacklevel=2,
             )
-        eos = _eos_list(cfg.get("eos_token_id"))
         prompt_len = input_ids_seq_length
         if prompt_len is not None and (not isinstance(prompt_len, (int, np.integer)) or prompt_len < 0):
             raise InvalidArgumentError(
@@ -333,7 +328,7 @@ class LogitsPipeline:
         return cls(
             build_chain(
                 cfg,
-                eos_token_id=eos,
+                eos_token_id=cfg.get("eos_token_id"),
                 input_ids_seq_length=prompt_len,
                 attention_mask=attention_mask,
                 logits_processor=list(logits_processor or []),

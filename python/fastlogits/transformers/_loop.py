@@ -135,8 +135,9 @@ class _Stepper:
             elif pos.shape[-1] != ids.shape[1]:
                 pos = pos[..., -ids.shape[1] :]
             dev = self.model.device
+            # A fresh tensor of the step's own: float32 on the host it is used as is (no copy).
             logits = self.lean.forward(ids.to(dev), pos.to(dev))
-            return None, logits.to(copy=True, dtype=torch.float32, device="cpu")
+            return None, logits.to(dtype=torch.float32, device="cpu")
         model_inputs: dict[str, Any] = {"input_ids": ids}
         if self.cache is not None:
             model_inputs["past_key_values"] = self.cache

@@ -6,6 +6,10 @@
 use fastlogits_core::beam::{BeamConfig, BeamSearch, EarlyStopping, FinalOutput, StepOutput, MASK};
 use proptest::prelude::*;
 
+#[path = "common/log_probs.rs"]
+mod log_probs;
+use log_probs::{lcg, make_log_probs};
+
 /// A direct port of transformers' `_beam_search` loop body on fixed-size buffers (`B x K x
 /// max_length`, as transformers allocates them), with full sorts instead of selection.
 struct Reference {
@@ -162,31 +166,6 @@ impl Reference {
             generated,
         }
     }
-}
-
-fn lcg(seed: u64) -> impl FnMut() -> u64 {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    move || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        s >> 33
-    }
-}
-
-/// Log-probs from a small set of values (ties), with some `-inf`, and optionally positive values.
-fn make_log_probs(rows: usize, v: usize, seed: u64, coarse: bool) -> Vec<f32> {
-    let mut r = lcg(seed);
-    (0..rows * v)
-        .map(|_| {
-            let x = r();
-            if x % 23 == 0 {
-                f32::NEG_INFINITY
-            } else if coarse {
-                -((x % 7) as f32) * 0.5 + 0.25
-            } else {
-                -((x % 100_000) as f32) / 7919.0
-            }
-        })
-        .collect()
 }
 
 fn same_floats(a: &[f32], b: &[f32]) -> bool {
