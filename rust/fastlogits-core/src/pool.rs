@@ -17,8 +17,9 @@
 #![warn(clippy::arithmetic_side_effects)]
 
 use std::any::Any;
+use std::cell::RefCell;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
@@ -84,8 +85,39 @@ fn build(n: usize) -> Result<Arc<Threads>> {
     Ok(Arc::new(Threads { threads: n, pool: Some(pool), pid: std::process::id() }))
 }
 
+/// Bumped whenever `POOL` changes: a thread's cached pool is current while the generation and the process
+/// are the same.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// The pool this thread last used, with the generation and process it was read in: a busy thread does
+    /// not touch `POOL`'s lock on every call. (That also keeps `fork` safe: a thread of the parent that held
+    /// the lock at the moment of the fork would leave it locked forever in the child.)
+    static CACHED: RefCell<Option<(u64, u32, Arc<Threads>)>> = const { RefCell::new(None) };
+}
+
 fn current() -> Arc<Threads> {
     let pid = std::process::id();
+    let generation = GENERATION.load(Ordering::Acquire);
+    let cached = CACHED.with(|c| {
+        let mut c = c.borrow_mut();
+        match c.as_ref() {
+            Some((g, p, t)) if *g == generation && *p == pid => return Some(Arc::clone(t)),
+            // Forked: the parent's pool is never dropped here (its workers do not exist; see below).
+            Some((_, p, _)) if *p != pid => std::mem::forget(c.take()),
+            _ => {}
+        }
+        None
+    });
+    if let Some(t) = cached {
+        return t;
+    }
+    let t = current_locked(pid);
+    CACHED.with(|c| *c.borrow_mut() = Some((generation, pid, Arc::clone(&t))));
+    t
+}
+
+fn current_locked(pid: u32) -> Arc<Threads> {
     if let Some(t) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref().filter(|t| t.pid == pid) {
         return Arc::clone(t);
     }
@@ -127,6 +159,7 @@ pub fn set_num_threads(n: usize) -> Result<()> {
     }
     let p = build(n)?;
     *POOL.write().unwrap_or_else(|e| e.into_inner()) = Some(p);
+    GENERATION.fetch_add(1, Ordering::Release);
     Ok(())
 }
 
