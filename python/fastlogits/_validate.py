@@ -19,6 +19,7 @@ __all__ = [
     "as_float",
     "check_min_tokens",
     "check_seed",
+    "check_seeds",
     "check_step",
     "int_min_tokens",
     "is_int",
@@ -122,6 +123,28 @@ def check_seed(seed: Any) -> int:
     if not is_int(seed) or not 0 <= seed < 2**64:
         raise InvalidArgumentError(f"`seed` has to be an int in [0, 2**64), but is {seed!r}")
     return int(seed)
+
+
+def check_seeds(seed: Any) -> int | np.ndarray:
+    """:func:`check_seed`, or per-row keys: a non-empty 1-D sequence / array of ints in [0, 2**64), given
+    back as a C-contiguous uint64 array (their number is checked against the rows natively)."""
+    if seed is None or is_int(seed):
+        return check_seed(seed)
+    if is_torch(seed):
+        seed = seed.detach().cpu().numpy()
+    if isinstance(seed, (str, bytes, float)) or not hasattr(seed, "__len__"):
+        raise InvalidArgumentError(
+            f"`seed` has to be an int in [0, 2**64) or a sequence of per-row keys, but is {seed!r}"
+        )
+    values = list(np.asarray(seed, dtype=object).reshape(-1)) if np.ndim(seed) == 1 else None
+    if values is None or not values:
+        raise InvalidArgumentError(
+            f"`seed` as per-row keys has to be a non-empty 1-D sequence of ints, got shape {np.shape(seed)}"
+        )
+    for i, v in enumerate(values):
+        if not is_int(v) or not 0 <= int(v) < 2**64:
+            raise InvalidArgumentError(f"`seed[{i}]` has to be an int in [0, 2**64), but is {v!r}")
+    return np.array([int(v) for v in values], dtype=np.uint64)
 
 
 def check_step(step: Any) -> int:

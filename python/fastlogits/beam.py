@@ -47,7 +47,7 @@ import numpy as np
 
 from . import _native
 from ._arrays import as_ids, as_scores, is_torch, to_like
-from ._validate import check_seed, is_int, positive_int
+from ._validate import check_seeds, is_int, positive_int
 
 __all__ = ["BeamSearch", "BeamSearchOutput"]
 
@@ -101,7 +101,8 @@ class BeamSearch:
         are padded with ``pad_token_id or eos_token_id[0]`` (so a ``pad_token_id`` of 0 falls back to the
         EOS id, as in transformers), or ``-1`` without EOS.
     seed:
-        Beam sampling seed (``None``: a fresh random one).
+        Beam sampling seed (``None``: a fresh random one), or one key per batch entry (see
+        :func:`fastlogits.sample`): each entry then draws the same whatever the batch.
 
     Results are NumPy arrays, or torch tensors when ``input_ids`` (for :meth:`running_sequences`,
     :meth:`finalize`) or ``log_probs`` (for :meth:`step`) is a tensor.
@@ -120,7 +121,7 @@ class BeamSearch:
         eos_token_id: int | list[int] | None = None,
         pad_token_id: int | None = None,
         do_sample: bool = False,
-        seed: int | None = None,
+        seed: Any = None,
     ):
         self._like = input_ids
         ids = as_ids(input_ids).astype(np.int64, copy=False)
@@ -162,7 +163,7 @@ class BeamSearch:
             )
         if not isinstance(do_sample, (bool, np.bool_)):
             raise _native.InvalidArgumentError(f"`do_sample` has to be a bool, but is {do_sample!r}")
-        seed = check_seed(seed)
+        seed = check_seeds(seed)
         if int(max_length) >= 2**63:
             raise _native.InvalidArgumentError(f"`max_length` has to be below 2**63, but is {max_length}")
         rows = ids.shape[0] * num_beams
@@ -186,7 +187,7 @@ class BeamSearch:
         self._num_beams = num_beams
         self._prompt_length = ids.shape[1]
         self._max_length = int(max_length)
-        self._seed = int(seed)
+        self._seed = seed
         self._native = _native.BeamSearch(
             expanded,
             num_beams,
@@ -197,7 +198,7 @@ class BeamSearch:
             eos_token_id=eos,
             pad_token_id=None if pad_token_id is None else int(pad_token_id),
             do_sample=bool(do_sample),
-            seed=int(seed),
+            seed=seed,
         )
 
     # ------------------------------------------------------------------------------------------
@@ -261,7 +262,7 @@ class BeamSearch:
         return self._max_length
 
     @property
-    def seed(self) -> int:
+    def seed(self) -> int | np.ndarray:
         return self._seed
 
     @property

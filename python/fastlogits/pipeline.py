@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _native
 from ._arrays import is_torch, to_like
-from ._validate import check_seed, check_step, token_list
+from ._validate import check_seeds, check_step, token_list
 from .errors import InvalidArgumentError, InvalidTypeError
 from .processors import (
     EpsilonLogitsWarper,
@@ -231,7 +231,7 @@ class LogitsPipeline:
         input_ids: Any,
         scores: Any,
         *,
-        seed: int | None = None,
+        seed: Any = None,
         step: int = 0,
         write_scores: bool = True,
     ) -> Any:
@@ -247,9 +247,10 @@ class LogitsPipeline:
 
         A row the processors leave all ``-inf`` raises ``InvalidArgumentError`` after the scores have been
         processed. With inputs that need converting (see :mod:`fastlogits.processors`) the processed
-        scores are not given back: call the pipeline, then :func:`fastlogits.sample`, to get them."""
+        scores are not given back: call the pipeline, then :func:`fastlogits.sample`, to get them.
+        ``seed``: as :func:`fastlogits.sample` (an int, or one key per row)."""
         tokens = sample_native(
-            self._pipe, input_ids, scores, check_seed(seed), check_step(step), bool(write_scores)
+            self._pipe, input_ids, scores, check_seeds(seed), check_step(step), bool(write_scores)
         )
         return to_like(tokens, scores) if is_torch(scores) else tokens
 

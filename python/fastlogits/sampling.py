@@ -7,15 +7,31 @@ input's device when the input is a tensor.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 import numpy as np
 
 from . import _native
 from ._arrays import as_scores, to_like
-from ._validate import check_seed, check_step
+from ._validate import check_seed, check_seeds, check_step
 
-__all__ = ["sample", "greedy", "log_softmax", "top_logprobs", "Sampler"]
+__all__ = ["sample", "greedy", "log_softmax", "top_logprobs", "Sampler", "stream_key"]
+
+
+def stream_key(seed: int, *names: Any) -> int:
+    """The 64-bit key of the random stream named ``(seed, *names)``: the first 8 bytes (little-endian) of
+    the BLAKE2b hash of ``json.dumps([seed, *names])`` (compact, UTF-8), so the same on every machine and
+    Python version. ``names`` are JSON values (an example's id, a sequence number...): ``1`` and ``"1"``
+    name different streams. Give such keys as per-row ``seed`` to :func:`sample` (and to
+    ``fastlogits.generate``) and each row draws the same tokens wherever it sits in a batch."""
+    seed = check_seed(seed)
+    try:
+        text = json.dumps([seed, *names], ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise _native.InvalidArgumentError(f"stream names must be JSON values: {e}") from None
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
 
 
 def _read(scores: Any) -> np.ndarray:
@@ -23,15 +39,17 @@ def _read(scores: Any) -> np.ndarray:
     return work
 
 
-def sample(scores: Any, *, seed: int | None = None, step: int = 0) -> Any:
+def sample(scores: Any, *, seed: Any = None, step: int = 0) -> Any:
     """One token id per row, drawn from ``softmax(scores[row])``.
 
     The draw for row ``r`` is a pure function of ``(seed, r, step)`` (Philox4x32-10 counter-based
     streams), so the result does not depend on the number of threads; pass a new ``step`` at every
-    decoding step (or use :class:`Sampler`). ``seed=None`` draws a fresh seed. ``-inf`` scores have
+    decoding step (or use :class:`Sampler`). ``seed=None`` draws a fresh seed. ``seed`` may also be one key
+    per row (a sequence or uint64 array of ints in [0, 2**64), e.g. from :func:`stream_key`): row ``r`` then
+    draws from ``(seed[r], step)`` alone, whatever its position in the batch. ``-inf`` scores have
     probability 0; a row that is all ``-inf``, or holds NaN / ``+inf``, raises ``InvalidArgumentError``.
     """
-    seed, step = check_seed(seed), check_step(step)
+    seed, step = check_seeds(seed), check_step(step)
     out = _native.sample(scores, seed, step)  # None: not a C-contiguous float32 array, convert
     if out is None:
         return to_like(_native.sample(_read(scores), seed, step), scores)

@@ -19,7 +19,8 @@ from transformers.generation.utils import (
 )
 
 from .. import _native
-from .._validate import check_seed
+from .._validate import check_seeds
+from ..sampling import stream_key
 from ..beam import BeamSearch
 from ..errors import FastLogitsError, InvalidArgumentError
 from ..pipeline import (
@@ -211,6 +212,26 @@ class _Outputs:
         )
 
 
+def _row_seeds(seed: int | np.ndarray, rows: int, cfg) -> int | np.ndarray:
+    """The seeds of the loop's rows. Per-prompt keys (one per row of the caller's ``input_ids``) are
+    expanded as ``generate`` expands the prompts: for sampling, prompt ``i``'s ``num_return_sequences`` rows
+    draw from ``seed[i]`` (the first) and ``stream_key(seed[i], k)`` (the k-th, k >= 1); beam search keeps
+    one key per prompt (its batch entries)."""
+    if isinstance(seed, int):
+        return seed
+    beams = cfg.num_beams or 1
+    n = 1 if beams > 1 else (cfg.num_return_sequences or 1)
+    prompts = rows // (beams * n)
+    if len(seed) != prompts:
+        raise InvalidArgumentError(
+            f"`seed` holds {len(seed)} per-prompt keys but there are {prompts} prompts: give one key per prompt"
+        )
+    if n == 1:
+        return seed
+    keys = [int(key) if k == 0 else stream_key(int(key), k) for key in seed for k in range(n)]
+    return np.array(keys, dtype=np.uint64)
+
+
 class _Decoding:
     """One generation: the prompt and config as ``generate`` prepared them, then the loop (greedy / sampling
     or beam search), one step at a time."""
@@ -263,7 +284,7 @@ class _Decoding:
         )
         self.chain = NativeChain(self.processors)
         self.criteria = list(stopping_criteria)
-        self.seed = check_seed(seed)
+        self.seed = _row_seeds(check_seeds(seed), input_ids.shape[0], cfg)
         self.streamer = streamer
         self.stepper = _Stepper(
             model,

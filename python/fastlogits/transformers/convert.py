@@ -24,7 +24,7 @@ from transformers import LogitsProcessor
 from .. import _native
 from .. import processors as P
 from .._arrays import in_place
-from .._validate import check_seed, check_step
+from .._validate import check_seeds, check_step
 from ..errors import InvalidArgumentError, InvalidTypeError
 
 __all__ = ["FusedLogitsProcessor", "NativeChain", "to_native"]
@@ -153,13 +153,13 @@ class NativeChain:
             self._run(ids, scores, self.steps)
 
     def sample(
-        self, ids: np.ndarray, scores: np.ndarray, seed: int, step: int, write_scores: bool = True
+        self, ids: np.ndarray, scores: np.ndarray, seed: Any, step: int, write_scores: bool = True
     ) -> np.ndarray:
         """Processes ``scores`` in place and draws one token per row (``fastlogits.sample`` semantics); when
         the chain ends natively, the draw is fused into its last call. ``write_scores=False``: only the
         tokens are wanted, ``scores`` is scratch (see ``LogitsPipeline.sample``)."""
         _check_buffers(ids, scores)
-        seed, step = check_seed(seed), check_step(step)
+        seed, step = check_seeds(seed), check_step(step)
         with self._restore_on_error(scores):
             if self.steps and self.steps[-1][0] == "native":
                 self._run(ids, scores, self.steps[:-1])

@@ -39,7 +39,7 @@ def generate(
     attention_mask: torch.Tensor | None = None,
     generation_config: Any = None,
     *,
-    seed: int | None = None,
+    seed: Any = None,
     streamer: Any = None,
     **kwargs: Any,
 ):
@@ -53,7 +53,10 @@ def generate(
     transformers' own, in order). ``logits_processor=``, ``stopping_criteria=``, ``stop_strings=`` (with
     ``tokenizer=``), ``output_scores`` / ``output_logits`` / ``output_attentions`` / ``output_hidden_states``
     are honoured. ``seed``: makes sampling reproducible (the same tokens at any thread count); None draws a
-    fresh seed. ``streamer``: a transformers streamer (``TextStreamer``...) fed the prompt, then each new token
+    fresh seed; a sequence of ints, one per prompt (e.g. :func:`fastlogits.sampling.stream_key` of an
+    example's id), gives each prompt a stream of its own, so its tokens do not depend on the batch it is
+    in (with ``num_return_sequences = n``, prompt ``i``'s sequences use ``seed[i]``, then
+    ``stream_key(seed[i], k)`` for k = 1..n-1). ``streamer``: a transformers streamer (``TextStreamer``...) fed the prompt, then each new token
     (greedy and sampling). Arguments ``generate`` does not know are rejected by ``generate``'s own validation;
     generation modes fastlogits does not implement (assisted, contrastive, group or constrained beam search)
     raise ``InvalidArgumentError`` naming them.
@@ -67,7 +70,7 @@ def stream(
     attention_mask: torch.Tensor | None = None,
     generation_config: Any = None,
     *,
-    seed: int | None = None,
+    seed: Any = None,
     **kwargs: Any,
 ) -> Iterator[torch.Tensor]:
     """Like :func:`generate` (greedy or sampling), but yields each step's new tokens, a ``(batch,)`` LongTensor
@@ -116,7 +119,7 @@ def _start(model, input_ids, attention_mask, generation_config, seed, streamer, 
     return decoding
 
 
-def _decoder(seed: int | None, streamer: Any, user_processors: Any = None):
+def _decoder(seed: Any, streamer: Any, user_processors: Any = None):
     def fastlogits_decode(
         model,
         input_ids,

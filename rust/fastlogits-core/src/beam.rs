@@ -56,7 +56,7 @@ use std::cmp::Ordering;
 use crate::error::{Error, Result};
 use crate::kernels::{dispatch_fn, exp_nonpos, scan_row};
 use crate::pool;
-use crate::sampling::{block_span, block_sums, remove_weight, uniforms, walk, Landing, BLOCK};
+use crate::sampling::{block_span, block_sums, remove_weight, walk, Landing, Seeds, BLOCK};
 use crate::select::{top_k_shifted, Cand};
 
 /// The mask transformers adds (in float32) to scores that must not be chosen.
@@ -88,7 +88,9 @@ pub struct BeamConfig {
     pub max_length: usize,
     /// Beam sampling: draw the candidates instead of taking the best ones.
     pub do_sample: bool,
-    pub seed: u64,
+    /// Beam sampling's random streams: one seed (entry `b` draws from `(seed, b)`) or one key per batch
+    /// entry (`batch_size` of them).
+    pub seed: Seeds<'static>,
 }
 
 impl BeamConfig {
@@ -105,7 +107,7 @@ impl BeamConfig {
             pad_token_id: None,
             max_length,
             do_sample: false,
-            seed: 0,
+            seed: Seeds::Shared(0),
         }
     }
 
@@ -270,6 +272,7 @@ impl BeamSearch {
     /// already expanded to one row per beam, as `generate` does with `repeat_interleave`).
     pub fn new(cfg: BeamConfig, prompt: &[i64], prompt_len: usize) -> Result<Self> {
         cfg.validate()?;
+        cfg.seed.check(cfg.batch_size, "batch entries")?;
         let rows = cfg.batch_size * cfg.num_beams; // checked by `validate`
                                                    // The state is proportional to the prompt the caller holds, except for an empty prompt: bound it.
         if prompt_len == 0 && rows > 1 << 16 {
@@ -504,7 +507,7 @@ impl BeamSearch {
                 exp_block_sums(row, scores[r], entry_max[r / k], e, sums);
             });
         }
-        let (seed, step) = (self.cfg.seed, self.steps);
+        let (seeds, step) = (&self.cfg.seed, self.steps);
         let mut out: Vec<Vec<Flat>> = vec![Vec::with_capacity(keep); self.cfg.batch_size];
         let mut work: Vec<DrawWork> = self
             .exp_buf
@@ -517,7 +520,7 @@ impl BeamSearch {
             for j in 0..keep {
                 let total: f64 = sums.iter().sum();
                 let f = if total > 0.0 {
-                    let u = uniforms(seed, b as u64, step, (j / 2) as u32)[j % 2];
+                    let u = seeds.uniforms(b, step, (j / 2) as u32)[j % 2];
                     match walk(e, sums, vocab, u * total) {
                         Landing::At(f) => Some(f),
                         // Rounding: the last candidate with weight in the block the sums pointed at, or
@@ -823,7 +826,7 @@ mod tests {
     fn sampling_is_thread_count_independent_and_without_replacement() {
         let mut c = BeamConfig::new(3, 4, 12);
         c.do_sample = true;
-        c.seed = 42;
+        c.seed = Seeds::Shared(42);
         c.eos_token_ids = vec![2, 5];
         let v = 3000;
         let p = vec![1i64; 12 * 2];
@@ -868,7 +871,7 @@ mod tests {
         for seed in 0..n {
             let mut c = BeamConfig::new(1, 1, 3);
             c.do_sample = true;
-            c.seed = seed;
+            c.seed = Seeds::Shared(seed);
             let mut bs = BeamSearch::new(c, &[0], 1).unwrap();
             let cands = bs.sample_candidates(&lp, 4).unwrap();
             counts[cands[0][0].0][cands[0][1].0] += 1;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::processors::{At, Processor, Range, RowProcessor, TopK};
 use crate::row::{undo, with_scratch, Row, Suspended, Validation};
-use crate::sampling::uniform;
+use crate::sampling::Seeds;
 use crate::select::Cand;
 use crate::{batch_of, check_ids, check_scores, pool, Error, TokenId};
 
@@ -120,8 +120,8 @@ impl Pipeline {
         self.run(ids, seq_len, Some(src), dst, vocab, None)
     }
 
-    /// [`Pipeline::apply`], then one token per row drawn from the processed scores with the stream
-    /// `(seed, row, step)`: the tokens [`crate::sampling::sample`] would draw from the written scores, in one
+    /// [`Pipeline::apply`], then one token per row drawn from the processed scores with the row's stream of
+    /// `seeds` at `step`: the tokens [`crate::sampling::sample`] would draw from the written scores, in one
     /// pass less. Bad input is rejected before anything is written; a row left all `-inf` by the
     /// processors is an error reported after `scores` has been processed.
     ///
@@ -135,7 +135,7 @@ impl Pipeline {
         seq_len: usize,
         scores: &mut [f32],
         vocab: usize,
-        seed: u64,
+        seeds: &Seeds,
         step: u64,
         out: &mut [i64],
         write_scores: bool,
@@ -144,7 +144,8 @@ impl Pipeline {
         if out.len() != batch {
             return Err(Error::shape(format!("the output has {} rows but scores has {batch}", out.len())));
         }
-        self.run(ids, seq_len, None, scores, vocab, Some((seed, step, out, write_scores)))
+        seeds.check(batch, "rows")?;
+        self.run(ids, seq_len, None, scores, vocab, Some((seeds, step, out, write_scores)))
     }
 
     /// Where a call can validate rows inside the first top-k read instead of a separate pass: the
@@ -167,7 +168,7 @@ impl Pipeline {
         src: Option<&[f32]>,
         scores: &mut [f32],
         vocab: usize,
-        mut draw: Option<(u64, u64, &mut [i64], bool)>,
+        mut draw: Option<(&Seeds, u64, &mut [i64], bool)>,
     ) -> Result<()> {
         let batch = batch_of(scores.len(), vocab)?;
         check_ids(ids, seq_len, batch, vocab, self.uses_history)?;
@@ -197,7 +198,8 @@ impl Pipeline {
         }
         let procs = &self.procs;
         let uses_history = self.uses_history;
-        let (seed, step, write) = draw.as_ref().map_or((0, 0, true), |d| (d.0, d.1, d.3));
+        let shared = Seeds::Shared(0);
+        let (seeds, step, write) = draw.as_ref().map_or((&shared, 0, true), |d| (d.0, d.1, d.3));
         let drawing = draw.is_some();
         let mut outs: Vec<Option<&mut i64>> = match &mut draw {
             Some(d) => d.2.iter_mut().map(Some).collect(),
@@ -298,7 +300,7 @@ impl Pipeline {
                 }
                 mem.error = None;
                 match &mut w.out {
-                    Some(o) => match row.finish_and_sample(r, uniform(seed, r as u64, step), write) {
+                    Some(o) => match row.finish_and_sample(r, seeds.uniform(r, step), write) {
                         Ok(t) => **o = t as i64,
                         Err(e) => mem.error = Some(e),
                     },
@@ -324,7 +326,7 @@ impl Pipeline {
         src: Option<&[f32]>,
         scores: &mut [f32],
         vocab: usize,
-        draw: Option<(u64, u64, &mut [i64], bool)>,
+        draw: Option<(&Seeds, u64, &mut [i64], bool)>,
     ) -> Result<()> {
         let input = src.unwrap_or(scores);
         check_scores(input, vocab, false)?;
@@ -358,7 +360,7 @@ impl Pipeline {
                 )));
             }
         }
-        let Some((seed, step, out, _)) = draw else {
+        let Some((seeds, step, out, _)) = draw else {
             scores.copy_from_slice(&work);
             return Ok(());
         };
@@ -371,7 +373,7 @@ impl Pipeline {
             .map(|((a, b), c)| (a, b, c))
             .collect();
         pool::for_each_mut(&mut jobs, elements, |r, (row, o, err)| {
-            match with_scratch(|s| crate::sampling::sample_row(r, row, uniform(seed, r as u64, step), s)) {
+            match with_scratch(|s| crate::sampling::sample_row(r, row, seeds.uniform(r, step), s)) {
                 Ok(t) => **o = t as i64,
                 Err(e) => **err = Some(e),
             }
@@ -524,7 +526,7 @@ mod tests {
             assert!(err.contains("TemperatureLogitsWarper turned scores[1, 0] = 3e38 into +inf"), "{err}");
             assert_eq!(scores, before);
             let mut out = [0i64; 2];
-            assert!(p.apply_and_sample(&ids, 1, &mut scores, 4, 0, 0, &mut out, false).is_err());
+            assert!(p.apply_and_sample(&ids, 1, &mut scores, 4, &Seeds::Shared(0), 0, &mut out, false).is_err());
             assert_eq!(scores, before);
             // Near the limit without overflowing: the checked path gives the ordinary result.
             let mut fine = vec![1.0f32, 2.0, 3.0, 0.0, 1e38, 1.0, -5.0, 0.0];

@@ -4,6 +4,8 @@
 //! is a pure function of `(seed, r, s)`, so results are identical whatever the number of threads or
 //! the order rows are processed in.
 
+use std::borrow::Cow;
+
 use crate::error::{Error, Result};
 use crate::kernels::{exp_into, lane_sum, row_max, scan_row};
 use crate::row::{with_scratch, Scratch};
@@ -35,9 +37,56 @@ pub fn uniforms(seed: u64, stream: u64, step: u64, index: u32) -> [f64; 2] {
     [to(o[0], o[1]), to(o[2], o[3])]
 }
 
-/// The uniform that decides row `row`'s token at `step`.
-pub fn uniform(seed: u64, row: u64, step: u64) -> f64 {
-    uniforms(seed, row, step, 0)[0]
+/// Which random stream each row (or beam-search batch entry) draws from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Seeds<'a> {
+    /// One seed for the batch: row `r` draws from the stream `(seed, r)`.
+    Shared(u64),
+    /// One key per row: row `r` draws from the stream `(keys[r], 0)` wherever it sits in the batch, so
+    /// its tokens do not depend on the batch's size, its order or the other rows.
+    PerRow(Cow<'a, [u64]>),
+}
+
+impl From<u64> for Seeds<'_> {
+    fn from(seed: u64) -> Self {
+        Seeds::Shared(seed)
+    }
+}
+
+impl Seeds<'_> {
+    /// [`uniforms`] of row `row`'s stream.
+    pub fn uniforms(&self, row: usize, step: u64, index: u32) -> [f64; 2] {
+        match self {
+            Seeds::Shared(seed) => uniforms(*seed, row as u64, step, index),
+            // `check` made sure every row has its key.
+            Seeds::PerRow(keys) => uniforms(keys.get(row).copied().unwrap_or(0), 0, step, index),
+        }
+    }
+
+    /// The uniform that decides row `row`'s token at `step`.
+    pub fn uniform(&self, row: usize, step: u64) -> f64 {
+        self.uniforms(row, step, 0)[0]
+    }
+
+    /// Per-row keys must number `rows`.
+    pub fn check(&self, rows: usize, what: &str) -> Result<()> {
+        match self {
+            Seeds::PerRow(keys) if keys.len() != rows => Err(Error::shape(format!(
+                "`seed` holds {} per-row keys but there are {rows} {what}: give one key per {}",
+                keys.len(),
+                what.trim_end_matches('s')
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The same seeds, owning their keys.
+    pub fn into_owned(self) -> Seeds<'static> {
+        match self {
+            Seeds::Shared(s) => Seeds::Shared(s),
+            Seeds::PerRow(k) => Seeds::PerRow(Cow::Owned(k.into_owned())),
+        }
+    }
 }
 
 /// Block size of the two-level inverse-CDF walk ([`walk`]) over dense weights.
@@ -161,15 +210,16 @@ pub fn draw_among(cands: &[Cand], max: f32, u: f64) -> usize {
     cands.iter().rev().find(|c| c.1 > f32::NEG_INFINITY).map_or(0, |c| c.0 as usize)
 }
 
-/// One token per row drawn from `softmax(scores[r])`, with the uniform of `(seed, r, step)`. Reads
+/// One token per row drawn from `softmax(scores[r])`, with row `r`'s uniform of `seeds` at `step`. Reads
 /// each row once when it has few finite entries (after top-k / top-p).
-pub fn sample(scores: &[f32], vocab: usize, seed: u64, step: u64, out: &mut [i64]) -> Result<()> {
+pub fn sample(scores: &[f32], vocab: usize, seeds: &Seeds, step: u64, out: &mut [i64]) -> Result<()> {
     let batch = batch_of(scores.len(), vocab)?;
     check_out(out.len(), batch)?;
+    seeds.check(batch, "rows")?;
     let mut work: Vec<(&[f32], &mut i64, Option<Error>)> =
         scores.chunks(vocab).zip(out.iter_mut()).map(|(a, b)| (a, b, None)).collect();
     pool::for_each_mut(&mut work, scores.len(), |r, (row, o, err)| {
-        let u = uniform(seed, r as u64, step);
+        let u = seeds.uniform(r, step);
         match with_scratch(|s| sample_row(r, row, u, s)) {
             Ok(t) => **o = t as i64,
             Err(e) => *err = Some(e),
@@ -309,7 +359,7 @@ mod tests {
         let n = 40_000;
         for step in 0..n {
             let mut out = [0i64];
-            sample(&row, v, 7, step, &mut out).unwrap();
+            sample(&row, v, &Seeds::Shared(7), step, &mut out).unwrap();
             counts[out[0] as usize] += 1;
         }
         assert_eq!(counts[3], 0);
@@ -320,8 +370,8 @@ mod tests {
         }
         let mut a = [0i64];
         let mut b = [0i64];
-        sample(&row, v, 99, 3, &mut a).unwrap();
-        sample(&row, v, 99, 3, &mut b).unwrap();
+        sample(&row, v, &Seeds::Shared(99), 3, &mut a).unwrap();
+        sample(&row, v, &Seeds::Shared(99), 3, &mut b).unwrap();
         assert_eq!(a, b);
     }
 
@@ -379,9 +429,37 @@ mod tests {
     }
 
     #[test]
+    fn a_row_with_its_own_key_draws_the_same_wherever_it_sits() {
+        // Four different rows, each with its key: every row's token is the one it gets alone, at any
+        // position in the batch; a wrong number of keys is an error.
+        let v = 7;
+        let rows: Vec<Vec<f32>> = (0..4).map(|r| (0..v).map(|i| ((i * 3 + r) % 5) as f32 * 0.4).collect()).collect();
+        let keys = [11u64, 22, 33, 44];
+        for step in 0..50 {
+            let alone: Vec<i64> = (0..4)
+                .map(|r| {
+                    let mut o = [0i64];
+                    sample(&rows[r], v, &Seeds::PerRow(Cow::Owned(vec![keys[r]])), step, &mut o).unwrap();
+                    o[0]
+                })
+                .collect();
+            let order = [2usize, 0, 3, 1];
+            let flat: Vec<f32> = order.iter().flat_map(|&r| rows[r].clone()).collect();
+            let k: Vec<u64> = order.iter().map(|&r| keys[r]).collect();
+            let mut out = [0i64; 4];
+            sample(&flat, v, &Seeds::PerRow(Cow::Borrowed(&k)), step, &mut out).unwrap();
+            for (i, &r) in order.iter().enumerate() {
+                assert_eq!(out[i], alone[r], "step {step}, row {r}");
+            }
+        }
+        let err = sample(&rows[0], v, &Seeds::PerRow(Cow::Owned(vec![1, 2])), 0, &mut [0]).unwrap_err();
+        assert!(err.to_string().contains("2 per-row keys but there are 1 rows"), "{err}");
+    }
+
+    #[test]
     fn all_neg_inf_row_is_an_error() {
         let row = [f32::NEG_INFINITY; 3];
-        let err = sample(&row, 3, 0, 0, &mut [0]).unwrap_err();
+        let err = sample(&row, 3, &Seeds::Shared(0), 0, &mut [0]).unwrap_err();
         assert!(err.to_string().contains("all -inf"));
     }
 }

@@ -4,6 +4,7 @@
 //! for bit, on random configurations and log-probs with ties and `-inf`. Public API only.
 
 use fastlogits_core::beam::{BeamConfig, BeamSearch, EarlyStopping, FinalOutput, StepOutput, MASK};
+use fastlogits_core::sampling::Seeds;
 use proptest::prelude::*;
 
 #[path = "common/log_probs.rs"]
@@ -233,7 +234,7 @@ fn config_strategy() -> impl Strategy<Value = (BeamConfig, usize, usize, u64, bo
                     pad_token_id: pad,
                     max_length: plen + new,
                     do_sample: false,
-                    seed,
+                    seed: Seeds::Shared(seed),
                 };
                 (cfg, plen, v, seed, coarse)
             })

@@ -2,6 +2,7 @@
 //! these check the core against itself: fused vs one processor at a time, incremental vs rebuilt state,
 //! errors vs the untouched buffer, the fused draw vs the plain sampler).
 
+use fastlogits_core::sampling::Seeds;
 use fastlogits_core::{sampling, PerRow, Pipeline, Processor};
 use proptest::prelude::*;
 
@@ -107,7 +108,7 @@ proptest! {
         let mut p = Pipeline::new(procs);
         let r = if draw {
             let mut out = vec![0i64; scores.len() / v];
-            p.apply_and_sample(&ids, l, &mut scores, v, 7, 3, &mut out, nan)
+            p.apply_and_sample(&ids, l, &mut scores, v, &Seeds::Shared(7), 3, &mut out, nan)
         } else {
             p.apply(&ids, l, &mut scores, v)
         };
@@ -120,19 +121,26 @@ proptest! {
         (_b, v, l, scores, ids) in batch(),
         procs in chain(),
         seed in any::<u64>(),
+        per_row in any::<bool>(),
         step in 0u64..1000,
     ) {
         let b = scores.len() / v;
+        // One seed for the batch, or a key per row.
+        let seeds = if per_row {
+            Seeds::PerRow((0..b as u64).map(|r| seed.wrapping_mul(r + 1)).collect::<Vec<_>>().into())
+        } else {
+            Seeds::Shared(seed)
+        };
         let mut processed = scores.clone();
         Pipeline::new(procs.clone()).apply(&ids, l, &mut processed, v).unwrap();
         // Rows the chain leaves all -inf are an error for every sampler.
         prop_assume!(processed.chunks(v).all(|row| row.iter().any(|&x| x > NEG_INF)));
         let mut expect = vec![0i64; b];
-        sampling::sample(&processed, v, seed, step, &mut expect).unwrap();
+        sampling::sample(&processed, v, &seeds, step, &mut expect).unwrap();
         for write in [true, false] {
             let mut buf = scores.clone();
             let mut got = vec![0i64; b];
-            Pipeline::new(procs.clone()).apply_and_sample(&ids, l, &mut buf, v, seed, step, &mut got, write).unwrap();
+            Pipeline::new(procs.clone()).apply_and_sample(&ids, l, &mut buf, v, &seeds, step, &mut got, write).unwrap();
             prop_assert_eq!(&got, &expect, "write_scores = {}", write);
             if write {
                 prop_assert_eq!(bits(&buf), bits(&processed));

@@ -2,12 +2,34 @@
 //! Python layer), and conversions of Python values to the core's types with messages that name the
 //! argument.
 
+use std::borrow::Cow;
+
+use fastlogits_core::sampling::Seeds;
 use fastlogits_core::PerRow;
-use numpy::{PyArray, PyArray2, PyArrayMethods, PyReadonlyArray2, PyReadwriteArray2, PyUntypedArrayMethods};
+use numpy::{PyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyReadwriteArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyInt;
 
 use crate::errors::{argument_error, type_error};
+
+/// `seed`: an int in [0, 2**64) (one seed for the batch) or a 1-D uint64 array (a key per row).
+pub(crate) fn seeds_of(py: Python<'_>, seed: &Bound<'_, PyAny>) -> PyResult<Seeds<'static>> {
+    if seed.is_instance_of::<PyInt>() {
+        return seed.extract::<u64>().map(Seeds::Shared).map_err(|_| {
+            argument_error(py, format!("`seed` has to be an int in [0, 2**64), but is {}", shown(seed)))
+        });
+    }
+    match seed.cast::<PyArray1<u64>>() {
+        Ok(keys) => Ok(Seeds::PerRow(Cow::Owned(keys.readonly().as_array().to_vec()))),
+        Err(_) => Err(type_error(
+            py,
+            format!(
+                "`seed` has to be an int in [0, 2**64) or a 1-D uint64 array of per-row keys, got {}",
+                dtype_name(seed)
+            ),
+        )),
+    }
+}
 
 pub(crate) fn dtype_name(a: &Bound<'_, PyAny>) -> String {
     a.getattr("dtype")

@@ -6,7 +6,7 @@ use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArray
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyString};
 
-use crate::arrays::{borrow_f32_2d, dtype_name, usable};
+use crate::arrays::{borrow_f32_2d, dtype_name, seeds_of, usable};
 use crate::errors::{argument_error, core_err, type_error};
 
 /// Beam search state of `batch_size` entries x `num_beams` beams (transformers' `_beam_search`).
@@ -72,7 +72,7 @@ impl PyBeamSearch {
     #[new]
     #[pyo3(signature = (
         prompt, num_beams, max_length, length_penalty=1.0, early_stopping=None,
-        num_return_sequences=1, eos_token_id=None, pad_token_id=None, do_sample=false, seed=0
+        num_return_sequences=1, eos_token_id=None, pad_token_id=None, do_sample=false, seed=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -86,8 +86,12 @@ impl PyBeamSearch {
         eos_token_id: Option<Vec<i64>>,
         pad_token_id: Option<i64>,
         do_sample: bool,
-        seed: u64,
+        seed: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        let seed = match seed {
+            Some(s) => seeds_of(py, s)?,
+            None => fastlogits_core::sampling::Seeds::Shared(0),
+        };
         let es = match early_stopping {
             None => EarlyStopping::False,
             Some(v) => self::early_stopping(py, v)?,

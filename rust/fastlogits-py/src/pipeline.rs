@@ -4,7 +4,7 @@ use fastlogits_core::{self as core, Pipeline as CorePipeline, Processor as CoreP
 use numpy::{PyArray1, PyReadwriteArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
-use crate::arrays::{accept_ids, accept_scores_ro, accept_scores_rw, shown, Ids};
+use crate::arrays::{accept_ids, accept_scores_ro, accept_scores_rw, seeds_of, shown, Ids};
 use crate::errors::{argument_error, core_err, type_error};
 use crate::lock::{Busy, ForkSafeMutex};
 use crate::processors::PyProcessor;
@@ -130,7 +130,7 @@ impl PyPipeline {
     }
 
     /// Applies the chain in place, then draws one token per row from the processed scores with the
-    /// stream (seed, row, step): what `sample(scores, seed, step)` would draw after `__call__`, in one pass
+    /// stream (seed, row, step) (or (keys[row], 0, step) with a uint64 array of per-row keys): what `sample(scores, seed, step)` would draw after `__call__`, in one pass
     /// less. Returns None (and does nothing) when the arrays need converting, as `__call__`. With
     /// `write_scores=False` only the tokens are wanted: `scores` is scratch, its content afterwards
     /// unspecified (a small kept set is then not written out at all).
@@ -140,10 +140,11 @@ impl PyPipeline {
         py: Python<'py>,
         input_ids: &Bound<'py, PyAny>,
         scores: &Bound<'py, PyAny>,
-        seed: u64,
+        seed: &Bound<'py, PyAny>,
         step: u64,
         write_scores: bool,
     ) -> PyResult<Option<Bound<'py, PyArray1<i64>>>> {
+        let seeds = seeds_of(py, seed)?;
         let (Some(ids), Some(mut s)) = (accept_ids(input_ids), accept_scores_rw(py, scores)?) else {
             return Ok(None);
         };
@@ -151,10 +152,10 @@ impl PyPipeline {
         let o = &mut out;
         with_inputs(py, &ids, &mut s, |ids, l, buf, v| match ids {
             IdsRef::I64(ids) => {
-                self.with(py, |p| p.apply_and_sample(ids, l, buf, v, seed, step, o, write_scores))
+                self.with(py, |p| p.apply_and_sample(ids, l, buf, v, &seeds, step, o, write_scores))
             }
             IdsRef::I32(ids) => {
-                self.with(py, |p| p.apply_and_sample(ids, l, buf, v, seed, step, o, write_scores))
+                self.with(py, |p| p.apply_and_sample(ids, l, buf, v, &seeds, step, o, write_scores))
             }
         })?;
         Ok(Some(PyArray1::from_vec(py, out)))

@@ -4,25 +4,27 @@ use fastlogits_core as core;
 use numpy::{PyArray1, PyArray2, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
-use crate::arrays::{accept_scores_ro, count, scores_ro, shown};
+use crate::arrays::{accept_scores_ro, count, scores_ro, seeds_of, shown};
 use crate::errors::{argument_error, core_err};
 
-/// One token per row drawn from softmax(scores), from the counter-based stream (seed, row, step);
-/// None (nothing done) when `scores` is not a C-contiguous 2-D float32 array (the caller converts).
+/// One token per row drawn from softmax(scores), from the counter-based stream (seed, row, step), or
+/// (keys[row], 0, step) with a key per row; None (nothing done) when `scores` is not a C-contiguous 2-D
+/// float32 array (the caller converts).
 #[pyfunction]
 pub(crate) fn sample<'py>(
     py: Python<'py>,
     scores: &Bound<'py, PyAny>,
-    seed: u64,
+    seed: &Bound<'py, PyAny>,
     step: u64,
 ) -> PyResult<Option<Bound<'py, PyArray1<i64>>>> {
+    let seeds = seeds_of(py, seed)?;
     let Some(s) = accept_scores_ro(scores) else {
         return Ok(None);
     };
     let (b, v) = (s.shape()[0], s.shape()[1]);
     let buf = s.as_slice().map_err(|e| argument_error(py, e.to_string()))?;
     let mut out = vec![0i64; b];
-    py.detach(|| core::sampling::sample(buf, v, seed, step, &mut out)).map_err(core_err)?;
+    py.detach(|| core::sampling::sample(buf, v, &seeds, step, &mut out)).map_err(core_err)?;
     Ok(Some(PyArray1::from_vec(py, out)))
 }
 
