@@ -125,6 +125,17 @@ def _add_generation_flags(p: argparse.ArgumentParser, grid: bool = False) -> Non
     g.add_argument("--seed", type=_ranged(int, 0, 2**64 - 1), help="makes sampling reproducible")
 
 
+def _add_file_flags(p: argparse.ArgumentParser, default_field: str) -> None:
+    g = p.add_argument_group("datasets (JSON Lines in, JSON Lines out; resumable: see fastlogits.batch)")
+    g.add_argument("--input", metavar="FILE.jsonl", help="one JSON object per line")
+    g.add_argument("--output", metavar="FILE.jsonl", help="results, appended per batch (settings in FILE.meta.json)")
+    g.add_argument("--field", metavar="NAME", help=f"the text's field (default {default_field})")
+    g.add_argument("--id-field", metavar="NAME", help="the id's field (default id; absent: the 0-based line number)")
+    g.add_argument("--batch-size", type=positive_int, metavar="N", help="examples per batch (default 8)")
+    g.add_argument("--skip-invalid", action="store_true", help="count and skip bad lines instead of stopping")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 _GEN_KEYS = (
     "max_new_tokens",
     "do_sample",
@@ -343,6 +354,15 @@ def _load(args: argparse.Namespace, tokenizer=None):
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    if args.input is not None:
+        if args.prompt:
+            raise UsageError("generate: give PROMPT arguments or --input FILE, not both")
+        return _generate_file(args)
+    if not args.prompt:
+        raise UsageError("generate: give a PROMPT (or --input FILE with --output FILE)")
+    for flag in ("output", "field", "id_field", "batch_size"):
+        if getattr(args, flag) is not None:
+            raise _arg_error(args, "--" + flag.replace("_", "-"), "only applies with --input FILE")
     kw = _gen_kwargs(args)
     _check_text(args, "PROMPT", args.prompt)
     n_pos, tok = _model_facts(args)
@@ -368,6 +388,80 @@ def cmd_generate(args: argparse.Namespace) -> int:
             if len(args.prompt) > 1 or n > 1:
                 print(f"--- prompt {i + 1}" + (f", sequence {j + 1}" if n > 1 else ""))
             print(prompt + texts[i * n + j])
+    return 0
+
+
+def _file_job_inputs(args: argparse.Namespace, default_field: str):
+    """The checks of a file job before the model loads: --output, the input's lines, the prompts' lengths.
+    Returns (examples, skipped, tokenizer)."""
+    from . import batch
+
+    if args.output is None:
+        raise _arg_error(args, "--output", "required with --input: the JSON Lines file the results go to")
+    try:
+        batch.check_output(args.input, args.output)
+    except batch.DatasetError as e:
+        raise _arg_error(args, "--output", str(e)) from None
+    field = args.field or default_field
+    try:
+        examples, skipped = batch.read_examples(
+            args.input, field=field, id_field=args.id_field or "id", skip_invalid=args.skip_invalid
+        )
+    except batch.DatasetError as e:
+        raise _arg_error(args, "--input", str(e)) from None
+    return examples, skipped, field
+
+
+def _model_identity(args: argparse.Namespace) -> tuple[str, str]:
+    """(model, dtype) as fastlogits.batch.model_identity gives them for the model these flags load."""
+    from .gpt2 import resolve_dtype
+
+    model = "random-weights" if args.random_weights else args.model
+    return model, str(resolve_dtype(args.dtype, args.device)).replace("torch.", "")
+
+
+def _generate_file(args: argparse.Namespace) -> int:
+    from . import batch
+    from ._progress import Progress
+
+    kw = _gen_kwargs(args)
+    examples, skipped, field = _file_job_inputs(args, "prompt")
+    n_pos, tok = _model_facts(args)
+    try:
+        examples, too_long = batch.fit_examples(
+            examples, tok, n_pos, kw.get("max_new_tokens"), path=args.input, skip_invalid=args.skip_invalid
+        )
+    except batch.DatasetError as e:
+        raise _arg_error(args, "--input", str(e)) from None
+    seed = 0 if args.seed is None else args.seed
+    job = batch.job_settings(
+        *_model_identity(args), seed=seed, field=field, id_field=args.id_field or "id", gen_kwargs=kw
+    )
+    try:
+        batch.check_settings(args.output, job)
+    except batch.DatasetError as e:
+        raise _arg_error(args, "--output", str(e)) from None
+    lm = _load(args, tok)
+    engine = batch.LocalEngine(lm, batch_size=args.batch_size or 8, seed=seed, **kw)
+    try:
+        s = batch.run_job(
+            args.input,
+            args.output,
+            engine,
+            job=job,
+            examples=examples,
+            skipped=skipped + too_long,
+            progress=lambda total, done: Progress(total, initial=done, quiet=args.quiet),
+            graceful_interrupt=True,
+            extra_meta={"batch_size": engine.batch_size, "engine": engine.name},
+        )
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: the results so far are in {_shown(args.output)}; run the same command to resume",
+            file=sys.stderr,
+        )
+        raise
+    print(f"{_shown(args.output)}: {s.describe()}", file=sys.stderr)
     return 0
 
 
@@ -583,9 +677,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue prompts",
         description="Print each prompt and its continuation(s); streams token by token on a terminal.",
     )
-    p.add_argument("prompt", nargs="+", metavar="PROMPT")
+    p.add_argument("prompt", nargs="*", metavar="PROMPT")
     _add_model_flags(p)
     _add_generation_flags(p)
+    _add_file_flags(p, "prompt")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser(

@@ -24,6 +24,7 @@ from .transformers.generation import stream as _stream
 
 __all__ = [
     "GPT2",
+    "Continuation",
     "TokenProb",
     "ModelLoadError",
     "DTYPES",
@@ -84,6 +85,20 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: str | torch.device = 
     raise InvalidArgumentError(
         f"`dtype` has to be one of {', '.join(DTYPES)} (or torch.float32 / torch.bfloat16), got {dtype!r}"
     )
+
+
+@dataclass(frozen=True)
+class Continuation:
+    """One generated continuation: its text, its token ids (through the EOS token when it stopped on one)
+    and why it ended (``"eos"`` or ``"length"``)."""
+
+    text: str
+    token_ids: list[int]
+    finish_reason: str
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_ids)
 
 
 @dataclass(frozen=True)
@@ -236,12 +251,27 @@ class GPT2:
             kwargs.setdefault("tokenizer", self.tokenizer)
         return kwargs
 
-    def generate(self, prompts: str | Sequence[str], *, seed: int | None = None, **kwargs: Any) -> list[str]:
+    def generate(self, prompts: str | Sequence[str], *, seed: Any = None, **kwargs: Any) -> list[str]:
         """The continuation(s) of each prompt, as text (``num_return_sequences`` per prompt, in order).
-        Keyword arguments are ``generate``'s (``max_new_tokens``, ``do_sample``, ``top_p``, ...)."""
+        Keyword arguments are ``generate``'s (``max_new_tokens``, ``do_sample``, ``top_p``, ...); ``seed``:
+        an int, or one key per prompt (see :func:`fastlogits.generate`)."""
+        return [c.text for c in self.continuations(prompts, seed=seed, **kwargs)]
+
+    def continuations(
+        self, prompts: str | Sequence[str], *, seed: Any = None, **kwargs: Any
+    ) -> list[Continuation]:
+        """:meth:`generate` with each continuation's token ids and finish reason."""
         ids, mask = self.encode(prompts)
         out = _generate(self.model, ids, attention_mask=mask, seed=seed, **self._gen_kwargs(kwargs))
-        return self.tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
+        eos = self.tokenizer.eos_token_id
+        result = []
+        for row in out[:, ids.shape[1] :].tolist():
+            end = row.index(eos) + 1 if eos is not None and eos in row else len(row)
+            tokens = row[:end]
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            stopped = eos is not None and tokens[-1:] == [eos]
+            result.append(Continuation(text, tokens, "eos" if stopped else "length"))
+        return result
 
     def stream(self, prompt: str, *, seed: int | None = None, **kwargs: Any) -> Iterator[str]:
         """Text pieces of one prompt's continuation as tokens are decided (whole characters only)."""
