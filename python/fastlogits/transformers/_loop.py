@@ -20,7 +20,6 @@ from transformers.generation.utils import (
 
 from .. import _native
 from .._validate import check_seeds
-from ..sampling import stream_key
 from ..beam import BeamSearch
 from ..errors import FastLogitsError, InvalidArgumentError
 from ..pipeline import (
@@ -30,6 +29,7 @@ from ..pipeline import (
     resolve_settings,
     unsupported_setting,
 )
+from ..sampling import stream_key
 from . import _gpt2
 from .convert import NativeChain
 
