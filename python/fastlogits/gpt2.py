@@ -25,6 +25,7 @@ from .transformers.generation import stream as _stream
 __all__ = [
     "GPT2",
     "Continuation",
+    "ModelSpec",
     "TokenProb",
     "ModelLoadError",
     "DTYPES",
@@ -310,19 +311,24 @@ class GPT2:
             if t >= 0
         ]
 
-    def perplexity(self, text: str, stride: int | None = None) -> float:
-        """exp(mean next-token NLL) of ``text``: ``model(ids, labels=ids).loss.exp()`` for a text that fits
-        the context; longer texts are scored with a sliding window (``stride`` tokens per window, default
-        half the context), each token predicted once."""
+    def nll(self, text: str, stride: int | None = None) -> tuple[float, int]:
+        """(sum of the next-token negative log-likelihoods, number of tokens scored) of ``text``: every token
+        but the first is scored once. A text that fits the context is one forward pass (the sum is
+        ``model(ids, labels=ids).loss * (n - 1)``); a longer one is scored with the sliding window of
+        transformers' perplexity guide: windows of ``n_positions`` tokens, ``stride`` tokens apart (default
+        half the context), each scoring only the tokens the previous windows did not. A text of fewer than 2
+        tokens scores nothing: ``(0.0, 0)``. Sums over texts give a corpus perplexity (see
+        :func:`fastlogits.evaluate.corpus_perplexity`)."""
         ids = self.tokenizer(text, return_tensors="pt")["input_ids"].to(self.model.device)
         n = ids.shape[1]
         if n < 2:
-            raise InvalidArgumentError("perplexity needs a text of at least 2 tokens")
+            return 0.0, 0
         window = self.n_positions
-        if n <= window:
-            with torch.no_grad():
-                return float(self.model(ids, labels=ids).loss.exp())
         stride = stride or window // 2
+        if isinstance(stride, bool) or not isinstance(stride, int) or not 0 < stride <= window:
+            raise InvalidArgumentError(
+                f"`stride` has to be an int in [1, n_positions = {window}], got {stride!r}"
+            )
         nll_sum, count, prev_end = 0.0, 0, 0
         for begin in range(0, n, stride):
             end = min(begin + window, n)
@@ -332,10 +338,55 @@ class GPT2:
             labels[:, :-target_len] = -100
             with torch.no_grad():
                 loss = self.model(chunk, labels=labels).loss
-            scored = int((labels[:, 1:] != -100).sum())
+            scored = int((labels[:, 1:] != -100).sum())  # the tokens this window predicts
             nll_sum += float(loss) * scored
             count += scored
             prev_end = end
             if end == n:
                 break
+        return nll_sum, count
+
+    def perplexity(self, text: str, stride: int | None = None) -> float:
+        """exp(mean next-token NLL) of ``text`` (see :meth:`nll`): ``model(ids, labels=ids).loss.exp()`` for a
+        text that fits the context; longer texts are scored with a sliding window (``stride`` tokens per
+        window, default half the context), each token predicted once."""
+        nll_sum, count = self.nll(text, stride)
+        if count == 0:
+            raise InvalidArgumentError("perplexity needs a text of at least 2 tokens")
         return float(np.exp(nll_sum / count))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The arguments of :meth:`GPT2.load`, as a value: picklable and small (no weights), so that a worker
+    (a Ray actor) can load the same model itself; on a cluster, its paths must be readable on every node."""
+
+    name_or_path: str | None = "gpt2"
+    random_weights: bool = False
+    tokenizer: str | None = None
+    device: str = "cpu"
+    dtype: str = "float32"
+    seed: int = 0  # the initialisation of random_weights
+
+    def __post_init__(self):
+        if not self.random_weights and not self.name_or_path:
+            raise InvalidArgumentError("no model: give a name or path, or random_weights=True")
+        if self.tokenizer is None:
+            # The driver's choice, not whatever the workers' environments say.
+            object.__setattr__(self, "tokenizer", os.environ.get(TOKENIZER_ENV) or None)
+
+    def load(self) -> GPT2:
+        return GPT2.load(
+            None if self.random_weights else self.name_or_path,
+            tokenizer=self.tokenizer,
+            random_weights=self.random_weights,
+            device=self.device,
+            dtype=self.dtype,
+            seed=self.seed,
+        )
+
+    def identity(self) -> tuple[str, str]:
+        """(model, dtype) as :func:`fastlogits.batch.model_identity` gives them once loaded (for
+        :func:`fastlogits.batch.job_settings`), without loading the weights."""
+        model = "random-weights" if self.random_weights else str(self.name_or_path)
+        return model, str(resolve_dtype(self.dtype, self.device)).replace("torch.", "")
