@@ -211,6 +211,29 @@ def assume_prob_floor_margin(scores: np.ndarray, floor_of_row) -> None:
         assume_logit_margin(row, thr, max(LOGIT_TOL, mass_tol(len(row))))
 
 
+def assume_top_h_margin(scores: np.ndarray, top_h: float) -> None:
+    """Top-h (transformers 5.23): no tie at the 100th place (``torch.topk`` picks an arbitrary one), no
+    cumulative entropy within float32 rounding of the threshold, no probability at the float32 underflow
+    edge (transformers' ``0 * log 0`` is NaN: such tokens are never kept)."""
+    for row in finite_rows(scores):
+        v = np.sort(row.astype(np.float64))[::-1]
+        n = min(100, len(v))
+        if n < len(v):
+            assume(v[n - 1] != v[n])  # (-inf == -inf counts)
+        top = v[:n]
+        top = top[np.isfinite(top)]
+        d = top - top[0]
+        assume(not np.any((d < -80.0) & (d > -120.0)))  # p between ~1e-35 and ~1e-52: the f32 exp's edge
+        p = np.exp(d) / np.exp(d).sum()
+        logp = d - np.log(np.exp(d).sum())
+        ent = -(p * logp).sum()
+        tau = np.float32(ent) * np.float32(top_h)
+        live = p > np.exp(-100.0)
+        cum = np.cumsum(np.where(live, -p * np.log(np.where(live, p, 1.0)), 0.0))[live]
+        if len(cum) > 1:
+            assume(np.min(np.abs(cum[1:] - tau)) > 1e-5 * max(1.0, float(tau)))
+
+
 def assume_typical_margin(scores: np.ndarray, mass: float, min_keep: int = 1) -> None:
     m32 = float(np.float32(mass))
     for row in finite_rows(scores):

@@ -17,6 +17,7 @@ from helpers import (
     assert_same,
     assume_min_p_margin,
     assume_prob_floor_margin,
+    assume_top_h_margin,
     assume_top_p_margin,
     assume_typical_margin,
     cases,
@@ -133,6 +134,7 @@ gen_kwargs = st.fixed_dictionaries(
         "top_p": st.sampled_from([0.8, 0.95, 1.0]),
         "min_p": st.sampled_from([0.05, 0.1]),
         "typical_p": st.sampled_from([0.5, 0.9, 1.0]),
+        "top_h": st.sampled_from([0.3, 0.9]),
         "epsilon_cutoff": st.sampled_from([0.0, 3e-4]),
         "eta_cutoff": st.sampled_from([0.0, 3e-4]),
         "repetition_penalty": st.sampled_from([1.0, 1.2]),
@@ -176,6 +178,8 @@ def test_from_generation_config_matches_generate(kwargs, batch, prompt_len, seed
             assume_min_p_margin(cur.numpy(), p.min_p, p.min_tokens_to_keep)
         elif name == "TypicalLogitsWarper":
             assume_typical_margin(cur.numpy(), p.mass, p.min_tokens_to_keep)
+        elif name == "TopHLogitsWarper":
+            assume_top_h_margin(cur.numpy(), p.top_h)
         elif name in ("EpsilonLogitsWarper", "EtaLogitsWarper"):
             assume(not np.isneginf(cur.numpy()).all(axis=1).any())
         cur = p(ids_t, cur)
@@ -266,7 +270,6 @@ def test_generate_builds_the_chain_transformers_builds(kwargs, batch, prompt_len
         dict(encoder_no_repeat_ngram_size=2),
         dict(guidance_scale=1.5),
         dict(watermarking_config=WatermarkingConfig(bias=2.0)),
-        dict(top_h=0.5, do_sample=True),
         dict(min_length=True),  # (a bool count: the builder rejects it, transformers accepts it)
     ],
     ids=lambda kw: next(iter(kw)),
@@ -316,7 +319,7 @@ def test_do_sample_defaults_to_top_k_50():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"guidance_scale": 2.0}, {"forced_eos_token_id": 3}, {"renormalize_logits": True}, {"top_h": 0.5}],
+    [{"guidance_scale": 2.0}, {"forced_eos_token_id": 3}, {"renormalize_logits": True}],
 )
 def test_unsupported_settings_are_errors(kwargs):
     with pytest.raises(fl.InvalidArgumentError, match=next(iter(kwargs))):

@@ -19,6 +19,7 @@ from helpers import (
     assert_same,
     assume_min_p_margin,
     assume_prob_floor_margin,
+    assume_top_h_margin,
     assume_top_p_margin,
     assume_typical_margin,
     cases,
@@ -26,7 +27,7 @@ from helpers import (
     run_fl,
     run_hf,
 )
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 filter_values = st.sampled_from([-float("inf"), -float("inf"), -1e4, -50.0])
@@ -69,6 +70,31 @@ def test_min_p(case, min_p, filter_value, min_keep):
     """Excluded: a logit within 2e-6 of max + log(min_p); a tie at the min_tokens_to_keep-th value."""
     assume_min_p_margin(case.scores, min_p, min_keep)
     check("MinPLogitsWarper", case, min_p, filter_value=filter_value, min_tokens_to_keep=min_keep)
+
+
+@given(cases(), st.one_of(st.floats(0.01, 0.999), st.sampled_from([0.05, 0.4, 0.9])), filter_values)
+def test_top_h(case, top_h, filter_value):
+    """transformers 5.23's top-h. Excluded: a tie at the 100th place, a cumulative entropy within 1e-5 of the
+    threshold (top_h = 1 puts the last of the 100 exactly on it: left out), a probability at float32's
+    underflow edge."""
+    assume(np.isfinite(case.scores).any(axis=1).all())  # (all -inf rows: see the test below)
+    assume_top_h_margin(case.scores, top_h)
+    check("TopHLogitsWarper", case, top_h, filter_value=filter_value)
+
+
+def test_top_h_all_neg_inf_row():
+    """transformers' top-h raises ValueError for a row that is all -inf (torch.distributions.Categorical
+    rejects its NaN normalized logits); fastlogits leaves the row as it is, as its other warpers do (a draw
+    from it then raises)."""
+    import torch
+
+    s = np.array([[1.0, 2.0, 0.5], [-np.inf, -np.inf, -np.inf]], dtype=np.float32)
+    with pytest.raises(ValueError):
+        hf.TopHLogitsWarper(0.5)(None, torch.from_numpy(s.copy()))
+    out = fl.TopHLogitsWarper(0.5)(None, s.copy())
+    ref = hf.TopHLogitsWarper(0.5)(None, torch.from_numpy(s[:1].copy())).numpy()
+    assert_same(ref, out[:1])
+    assert np.isneginf(out[1]).all()
 
 
 @given(cases(), st.floats(0.01, 0.99), filter_values, min_keeps)
@@ -203,7 +229,8 @@ def test_exponential_decay_length_penalty(case, start, factor, prompt_len, data)
 def test_every_transformers_processor_of_the_issue_exists_with_the_same_name():
     names = [
         "TemperatureLogitsWarper", "TopKLogitsWarper", "TopPLogitsWarper", "MinPLogitsWarper",
-        "TypicalLogitsWarper", "EpsilonLogitsWarper", "EtaLogitsWarper", "RepetitionPenaltyLogitsProcessor",
+        "TypicalLogitsWarper", "EpsilonLogitsWarper", "EtaLogitsWarper", "TopHLogitsWarper",
+        "RepetitionPenaltyLogitsProcessor",
         "NoRepeatNGramLogitsProcessor", "NoBadWordsLogitsProcessor", "SequenceBiasLogitsProcessor",
         "MinLengthLogitsProcessor", "MinNewTokensLengthLogitsProcessor", "SuppressTokensLogitsProcessor",
         "SuppressTokensAtBeginLogitsProcessor", "ExponentialDecayLengthPenalty",

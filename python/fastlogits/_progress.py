@@ -14,7 +14,9 @@ __all__ = ["Progress"]
 
 
 class Progress:
-    def __init__(self, total: int, *, unit: str = "rows", initial: int = 0, quiet: bool = False, desc: str = ""):
+    def __init__(
+        self, total: int, *, unit: str = "rows", initial: int = 0, quiet: bool = False, desc: str = ""
+    ):
         self.total, self.done, self.unit, self.desc = total, initial, unit, desc
         self.tokens = 0
         self.t0 = time.perf_counter()
@@ -26,7 +28,9 @@ class Progress:
             except ImportError:
                 tqdm = None
             if tqdm is not None:
-                self._bar = tqdm(total=total, initial=initial, unit=f" {unit}", desc=desc or None, file=sys.stderr)
+                self._bar = tqdm(
+                    total=total, initial=initial, unit=f" {unit}", desc=desc or None, file=sys.stderr
+                )
             else:
                 self._draw()
 

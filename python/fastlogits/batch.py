@@ -353,7 +353,9 @@ def _check_meta(output: str, meta: dict[str, Any], resuming: bool) -> None:
         with open(path, encoding="utf-8") as f:
             old = json.load(f)
     except (OSError, ValueError):
-        raise DatasetError(f"{path}: cannot read the settings the output {output!r} was started with") from None
+        raise DatasetError(
+            f"{path}: cannot read the settings the output {output!r} was started with"
+        ) from None
     diff = sorted(
         k
         for k in set(old.get("job", {})) | set(meta["job"])
@@ -429,7 +431,9 @@ def run_job(
     tokens)`` and ``close()``, e.g. :class:`fastlogits._progress.Progress`) once the output is read."""
     check_output(input_path, output)
     if examples is None:
-        examples, skipped = read_examples(input_path, field=field, id_field=id_field, skip_invalid=skip_invalid)
+        examples, skipped = read_examples(
+            input_path, field=field, id_field=id_field, skip_invalid=skip_invalid
+        )
     meta = {"job": job, "input": os.path.abspath(input_path), "versions": _versions(), **(extra_meta or {})}
     done, repaired = _done_ids(output)
     _check_meta(output, meta, resuming=bool(done))
@@ -465,7 +469,9 @@ def _append_results(engine, pending, output, summary, bar, graceful_interrupt, t
             out.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
             out.flush()
             os.fsync(out.fileno())
-            n_tok = sum(sum(r["num_tokens"]) if isinstance(r["num_tokens"], list) else r["num_tokens"] for r in rows)
+            n_tok = sum(
+                sum(r["num_tokens"]) if isinstance(r["num_tokens"], list) else r["num_tokens"] for r in rows
+            )
             summary.generated += len(rows)
             summary.tokens += n_tok
             summary.rows_per_batch.append(len(rows))
@@ -522,7 +528,9 @@ def generate_file(
         input_path,
         output,
         engine,
-        job=job_settings(*model_identity(lm), seed=seed, field=field, id_field=id_field, gen_kwargs=gen_kwargs),
+        job=job_settings(
+            *model_identity(lm), seed=seed, field=field, id_field=id_field, gen_kwargs=gen_kwargs
+        ),
         examples=examples,
         skipped=skipped,
         progress=progress,
@@ -534,7 +542,11 @@ def generate_file(
 def model_identity(lm: Any) -> tuple[str, str]:
     """(model, dtype) of a loaded :class:`fastlogits.gpt2.GPT2`, as :func:`job_settings` records them."""
     model = lm.model
-    name = "random-weights" if getattr(lm, "random_weights", False) else getattr(model.config, "_name_or_path", "")
+    name = (
+        "random-weights"
+        if getattr(lm, "random_weights", False)
+        else getattr(model.config, "_name_or_path", "")
+    )
     return str(name or ""), str(next(model.parameters()).dtype).replace("torch.", "")
 
 

@@ -1,4 +1,4 @@
-"""The ``fastlogits`` command: generate, next-token, perplexity, tune, bench.
+"""The ``fastlogits`` command: generate, next-token, perplexity, evaluate, tune, bench.
 
 Every command takes the model flags (``--model NAME|PATH`` or ``--random-weights``, ``--tokenizer PATH`` /
 ``$FASTLOGITS_TOKENIZER``). Generation flags use transformers' argument names with dashes. A mistake in the
@@ -116,6 +116,17 @@ def _add_generation_flags(p: argparse.ArgumentParser, grid: bool = False) -> Non
         g.add_argument("--top-p", type=unit)
     g.add_argument("--min-p", type=unit)
     g.add_argument("--typical-p", type=open_unit)
+    g.add_argument(
+        "--top-h", type=_ranged(float, 0.0, 1.0, lo_open=True), help="top-h (transformers), in (0, 1]"
+    )
+    g.add_argument("--top-n-sigma", type=positive_float, metavar="N", help="keep scores >= max - N * sigma")
+    g.add_argument(
+        "--dynatemp-range",
+        type=_ranged(float, 0.0),
+        metavar="R",
+        help="dynamic temperature: between temperature - R and temperature + R, by the entropy",
+    )
+    g.add_argument("--dynatemp-exponent", type=_ranged(float, 0.0), metavar="E", help="(default 1)")
     g.add_argument("--repetition-penalty", type=positive_float)
     g.add_argument("--no-repeat-ngram-size", type=non_negative_int)
     g.add_argument("--num-beams", type=positive_int)
@@ -128,12 +139,66 @@ def _add_generation_flags(p: argparse.ArgumentParser, grid: bool = False) -> Non
 def _add_file_flags(p: argparse.ArgumentParser, default_field: str) -> None:
     g = p.add_argument_group("datasets (JSON Lines in, JSON Lines out; resumable: see fastlogits.batch)")
     g.add_argument("--input", metavar="FILE.jsonl", help="one JSON object per line")
-    g.add_argument("--output", metavar="FILE.jsonl", help="results, appended per batch (settings in FILE.meta.json)")
+    g.add_argument(
+        "--output", metavar="FILE.jsonl", help="results, appended per batch (settings in FILE.meta.json)"
+    )
     g.add_argument("--field", metavar="NAME", help=f"the text's field (default {default_field})")
-    g.add_argument("--id-field", metavar="NAME", help="the id's field (default id; absent: the 0-based line number)")
+    g.add_argument(
+        "--id-field", metavar="NAME", help="the id's field (default id; absent: the 0-based line number)"
+    )
     g.add_argument("--batch-size", type=positive_int, metavar="N", help="examples per batch (default 8)")
     g.add_argument("--skip-invalid", action="store_true", help="count and skip bad lines instead of stopping")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_engine_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("where the generation runs (with --input)")
+    g.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local (this process, default) or ray (actors on a Ray cluster: pip install 'fastlogits[ray]')",
+    )
+    g.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="the cluster: auto (this node's), ray://HEAD:10001, or none to start a local Ray (default)",
+    )
+    g.add_argument(
+        "--concurrency", type=positive_int, metavar="N", help="Ray actors (default: the cluster's CPUs)"
+    )
+
+
+def _check_engine_flags(args: argparse.Namespace) -> None:
+    if args.engine != "ray":
+        for flag in ("ray_address", "concurrency"):
+            if getattr(args, flag) is not None:
+                raise _arg_error(args, "--" + flag.replace("_", "-"), "only applies with --engine ray")
+    else:
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise _arg_error(
+                args, "--engine", "ray needs Ray, which is not installed: pip install 'fastlogits[ray]'"
+            )
+
+
+def _make_engine(args: argparse.Namespace, seed: int, kw: dict[str, Any], load):
+    """The engine of a file job: this process (``load()`` gives the model) or Ray actors (each loads it)."""
+    from . import batch
+
+    if args.engine == "ray":
+        from .ray import RayEngine
+
+        return RayEngine(
+            _model_spec(args),
+            batch_size=args.batch_size or 8,
+            concurrency=args.concurrency,
+            address=args.ray_address,
+            seed=seed,
+            **kw,
+        )
+    return batch.LocalEngine(load(), batch_size=args.batch_size or 8, seed=seed, **kw)
 
 
 _GEN_KEYS = (
@@ -144,6 +209,10 @@ _GEN_KEYS = (
     "top_p",
     "min_p",
     "typical_p",
+    "top_h",
+    "top_n_sigma",
+    "dynatemp_range",
+    "dynatemp_exponent",
     "repetition_penalty",
     "no_repeat_ngram_size",
     "num_beams",
@@ -169,7 +238,16 @@ def _gen_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 _PLOT_EXTRA = "pip install 'fastlogits[plot]'"
 # A module the CLI imports -> the extra of pyproject.toml that installs it.
-_EXTRAS = {"torch": "torch", "transformers": "torch", "matplotlib": "plot"}
+_EXTRAS = {
+    "torch": "torch",
+    "transformers": "torch",
+    "matplotlib": "plot",
+    "rouge_score": "eval",
+    "sacrebleu": "eval",
+    "nltk": "eval",  # rouge_score's stemmer
+    "absl": "eval",  # rouge_score's dependency
+    "ray": "ray",
+}
 _DEVICES = "cpu, cuda, cuda:N or mps"
 
 
@@ -360,9 +438,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return _generate_file(args)
     if not args.prompt:
         raise UsageError("generate: give a PROMPT (or --input FILE with --output FILE)")
-    for flag in ("output", "field", "id_field", "batch_size"):
+    for flag in ("output", "field", "id_field", "batch_size", "ray_address", "concurrency"):
         if getattr(args, flag) is not None:
             raise _arg_error(args, "--" + flag.replace("_", "-"), "only applies with --input FILE")
+    if args.engine != "local":
+        raise _arg_error(args, "--engine", "only applies with --input FILE")
     kw = _gen_kwargs(args)
     _check_text(args, "PROMPT", args.prompt)
     n_pos, tok = _model_facts(args)
@@ -412,12 +492,17 @@ def _file_job_inputs(args: argparse.Namespace, default_field: str):
     return examples, skipped, field
 
 
-def _model_identity(args: argparse.Namespace) -> tuple[str, str]:
-    """(model, dtype) as fastlogits.batch.model_identity gives them for the model these flags load."""
-    from .gpt2 import resolve_dtype
+def _model_spec(args: argparse.Namespace):
+    """The model the flags name, as a value (what a Ray actor loads; its identity for a job's settings)."""
+    from .gpt2 import ModelSpec
 
-    model = "random-weights" if args.random_weights else args.model
-    return model, str(resolve_dtype(args.dtype, args.device)).replace("torch.", "")
+    return ModelSpec(
+        None if args.random_weights else args.model,
+        random_weights=args.random_weights,
+        tokenizer=args.tokenizer,
+        device=args.device,
+        dtype=args.dtype,
+    )
 
 
 def _generate_file(args: argparse.Namespace) -> int:
@@ -425,6 +510,7 @@ def _generate_file(args: argparse.Namespace) -> int:
     from ._progress import Progress
 
     kw = _gen_kwargs(args)
+    _check_engine_flags(args)
     examples, skipped, field = _file_job_inputs(args, "prompt")
     n_pos, tok = _model_facts(args)
     try:
@@ -435,14 +521,13 @@ def _generate_file(args: argparse.Namespace) -> int:
         raise _arg_error(args, "--input", str(e)) from None
     seed = 0 if args.seed is None else args.seed
     job = batch.job_settings(
-        *_model_identity(args), seed=seed, field=field, id_field=args.id_field or "id", gen_kwargs=kw
+        *_model_spec(args).identity(), seed=seed, field=field, id_field=args.id_field or "id", gen_kwargs=kw
     )
     try:
         batch.check_settings(args.output, job)
     except batch.DatasetError as e:
         raise _arg_error(args, "--output", str(e)) from None
-    lm = _load(args, tok)
-    engine = batch.LocalEngine(lm, batch_size=args.batch_size or 8, seed=seed, **kw)
+    engine = _make_engine(args, seed, kw, lambda: _load(args, tok))
     try:
         s = batch.run_job(
             args.input,
@@ -453,7 +538,11 @@ def _generate_file(args: argparse.Namespace) -> int:
             skipped=skipped + too_long,
             progress=lambda total, done: Progress(total, initial=done, quiet=args.quiet),
             graceful_interrupt=True,
-            extra_meta={"batch_size": engine.batch_size, "engine": engine.name},
+            extra_meta={
+                "batch_size": engine.batch_size,
+                "engine": engine.name,
+                "concurrency": getattr(engine, "concurrency", 1),
+            },
         )
     except KeyboardInterrupt:
         print(
@@ -461,6 +550,10 @@ def _generate_file(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         raise
+    finally:
+        close = getattr(engine, "close", None)
+        if close is not None:
+            close()
     print(f"{_shown(args.output)}: {s.describe()}", file=sys.stderr)
     return 0
 
@@ -559,7 +652,9 @@ def _progress(done: int, total: int, t0: float) -> None:
 def cmd_tune(args: argparse.Namespace) -> int:
     """Grid search: each cell's continuations are scored by their perplexity; the best cell is the one
     whose mean perplexity is closest (in log space) to the validation text's: text as predictable as human
-    text, neither degenerate (too low) nor incoherent (too high) — Holtzman et al., 2020."""
+    text, neither degenerate (too low) nor incoherent (too high) — Holtzman et al., 2020. With --input
+    FILE.jsonl instead of PROMPT / --validation: each cell is evaluated on the reference texts (see
+    `fastlogits evaluate`) and the cells are ranked by --metric."""
     import numpy as np
 
     kw = _gen_kwargs(args)
@@ -569,6 +664,23 @@ def cmd_tune(args: argparse.Namespace) -> int:
     for k in ("num_beams", "num_return_sequences"):
         if kw.get(k, 1) != 1:
             raise UsageError(f"tune: argument --{k.replace('_', '-')}: the grid samples; use 1")
+    if args.input is not None:
+        return _tune_file(args, kw)
+    if args.prompt is None:
+        raise UsageError(
+            "tune: give a PROMPT with --validation TEXT, or --input FILE.jsonl of reference texts"
+        )
+    if args.validation is None:
+        raise _arg_error(
+            args, "--validation", "required with PROMPT: the human text whose perplexity is the target"
+        )
+    for flag in ("metric", "field", "id_field", "prompt_words", "batch_size", "stride"):
+        if getattr(args, flag) is not None:
+            raise _arg_error(args, "--" + flag.replace("_", "-"), "only applies with --input FILE")
+    if args.skip_invalid:
+        raise _arg_error(args, "--skip-invalid", "only applies with --input FILE")
+    repeats = 3 if args.repeats is None else args.repeats
+    plot = _check_plot(args) if args.plot is not None else None
     _check_text(args, "PROMPT", [args.prompt])
     _check_text(args, "--validation", [args.validation])
     n_pos, tok = _model_facts(args)
@@ -583,9 +695,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     for i, (k, p, t) in enumerate(cells):
         ppls = []
         # One batched call per cell: `repeats` rows, independent seeded streams.
-        texts = lm.generate(
-            [args.prompt] * args.repeats, seed=seed0 + i, top_k=k, top_p=p, temperature=t, **kw
-        )
+        texts = lm.generate([args.prompt] * repeats, seed=seed0 + i, top_k=k, top_p=p, temperature=t, **kw)
         for text in texts:
             full = args.prompt + text
             ppls.append(lm.perplexity(full) if len(lm.tokenizer(full)["input_ids"]) >= 2 else float("nan"))
@@ -601,8 +711,207 @@ def cmd_tune(args: argparse.Namespace) -> int:
     k, p, t, mean, sd = scored[0]
     print(
         f"best: --top-k {k} --top-p {p} --temperature {t}  (perplexity {mean:.3f} ± {sd:.3f}, "
-        f"{args.repeats} seeded repeats; validation {target:.3f})"
+        f"{repeats} seeded repeats; validation {target:.3f})"
     )
+    if plot is not None:
+        cells_out = [
+            {"top_k": k, "top_p": p, "temperature": t, "perplexity_gap": abs(math.log(mean / target))}
+            for k, p, t, mean, _ in results
+        ]
+        _write_chart(args, plot, lambda: _plot_grid(cells_out, "perplexity-gap", plot))
+    return 0
+
+
+def _write_chart(args: argparse.Namespace, path: str, draw) -> None:
+    try:
+        draw()
+    except (OSError, RuntimeError, ValueError) as e:
+        reason = (e.strerror if isinstance(e, OSError) else None) or str(e).splitlines()[0]
+        raise _arg_error(args, "--plot", f"cannot write {path!r}: {reason}") from None
+    print(f"wrote {_shown(path)}")
+
+
+def _plot_grid(results, metric: str, path: str) -> None:
+    from .evaluate import plot_grid
+
+    plot_grid(results, metric, path)
+
+
+def _require_eval() -> None:
+    """The scores need the eval extra: a missing one is reported (by main) before anything loads."""
+    import rouge_score.rouge_scorer  # noqa: F401
+    import sacrebleu  # noqa: F401
+
+
+def _eval_inputs(args: argparse.Namespace, max_new_tokens: int | None):
+    """The checks of an evaluation before the model loads: the reference texts (split into prompt and
+    reference), --stride and the prompts' lengths. Returns (examples, skipped, tokenizer)."""
+    from . import evaluate as ev
+
+    field = args.field or "text"
+    words = 50 if args.prompt_words is None else args.prompt_words
+    try:
+        examples, skipped = ev.read_references(
+            args.input,
+            field=field,
+            id_field=args.id_field or "id",
+            prompt_words=words,
+            skip_invalid=args.skip_invalid,
+        )
+    except ev.DatasetError as e:
+        raise _arg_error(args, "--input", str(e)) from None
+    n_pos, tok = _model_facts(args)
+    if args.stride is not None and n_pos is not None and args.stride > n_pos:
+        raise _arg_error(args, "--stride", f"{args.stride} is more than the model's n_positions = {n_pos}")
+    try:
+        examples, too_long = ev.fit_references(
+            examples, tok, n_pos, max_new_tokens, path=args.input, skip_invalid=args.skip_invalid
+        )
+    except ev.DatasetError as e:
+        raise _arg_error(args, "--input", str(e)) from None
+    return examples, skipped + too_long, tok
+
+
+def _stage_progress(args: argparse.Namespace):
+    from ._progress import Progress
+
+    return lambda total, desc: Progress(total, unit="texts", desc=desc, quiet=args.quiet)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Continue the opening (--prompt-words words) of each reference text of --input and score the
+    continuation against the rest of the text: ROUGE-1/2/L F1 (rouge-score), corpus BLEU (sacrebleu), and
+    the token-weighted perplexity of the reference texts and of the generated ones (see
+    fastlogits.evaluate). Sampling defaults: top-k 25, top-p 0.95, temperature 0.7, 100 new tokens."""
+    from . import evaluate as ev
+
+    _require_eval()
+    if args.greedy and args.do_sample:
+        raise _arg_error(args, "--greedy", "not allowed with --do-sample")
+    args.do_sample = not args.greedy
+    kw = _gen_kwargs(args)
+    if not args.greedy:
+        for k, v in ev.DEFAULT_GENERATION.items():
+            kw.setdefault(k, v)
+    if kw.get("num_return_sequences", 1) != 1:
+        raise _arg_error(
+            args, "--num-return-sequences", "the evaluation scores one continuation per text: use 1"
+        )
+    if args.output is not None:
+        _check_writable(args, "--output", args.output)
+        if (
+            os.path.exists(args.output)
+            and os.path.exists(args.input)
+            and os.path.samefile(args.output, args.input)
+        ):
+            raise _arg_error(args, "--output", f"{args.output!r} is the input file: give another name")
+    plot = _check_plot(args) if args.plot is not None else None
+    _check_engine_flags(args)
+    examples, skipped, tok = _eval_inputs(args, kw.get("max_new_tokens"))
+    lm = _load(args, tok)  # the perplexities are computed here, whatever the engine
+    seed = 0 if args.seed is None else args.seed
+    engine = _make_engine(args, seed, kw, lambda: lm)
+    try:
+        report = ev.evaluate_examples(
+            lm,
+            examples,
+            seed=seed,
+            batch_size=args.batch_size or 8,
+            stride=args.stride,
+            progress=_stage_progress(args),
+            engine=engine,
+            **kw,
+        )
+    finally:
+        close = getattr(engine, "close", None)
+        if close is not None:
+            close()
+    report.metrics["skipped_invalid"] = skipped
+    report.settings.update(
+        {
+            "input": os.path.abspath(args.input),
+            "field": args.field or "text",
+            "id_field": args.id_field or "id",
+            "prompt_words": 50 if args.prompt_words is None else args.prompt_words,
+        }
+    )
+    print(report.table())
+    if args.output is not None:
+        try:
+            report.write(args.output)
+        except OSError as e:
+            raise _arg_error(args, "--output", f"cannot write {args.output!r}: {e.strerror}") from None
+        print(f"wrote {_shown(args.output)}")
+    if plot is not None:
+        _write_chart(args, plot, lambda: report.plot(plot))
+    return 0
+
+
+def _tune_file(args: argparse.Namespace, kw: dict[str, Any]) -> int:
+    """tune --input: every cell of the grid evaluated on the reference texts, ranked by --metric."""
+    from . import evaluate as ev
+    from ._progress import Progress
+
+    _require_eval()
+    if args.prompt is not None:
+        raise UsageError("tune: give PROMPT (with --validation) or --input FILE, not both")
+    if args.validation is not None:
+        raise _arg_error(args, "--validation", "not used with --input: the references are the input's texts")
+    if args.repeats is not None:
+        raise _arg_error(args, "--repeats", "not used with --input: each text is continued once per cell")
+    metric = args.metric or "perplexity-gap"
+    plot = _check_plot(args) if args.plot is not None else None
+    examples, skipped, tok = _eval_inputs(args, kw.get("max_new_tokens"))
+    lm = _load(args, tok)
+    seed = 0 if args.seed is None else args.seed
+    reference_nll = ev.corpus_nll(lm, [ex.text for ex in examples], args.stride)
+    cells = list(itertools.product(args.top_k, args.top_p, args.temperature))
+    results = []
+    with Progress(len(cells), unit="cells", quiet=args.quiet, desc="grid") as bar:
+        for k, p, t in cells:
+            report = ev.evaluate_examples(
+                lm,
+                examples,
+                seed=seed,
+                batch_size=args.batch_size or 8,
+                stride=args.stride,
+                reference_nll=reference_nll,
+                top_k=k,
+                top_p=p,
+                temperature=t,
+                **kw,
+            )
+            results.append({"top_k": k, "top_p": p, "temperature": t, **report.metrics})
+            bar.update(1)
+    higher = ev.METRICS[metric]
+
+    def rank_key(r):
+        v = ev.metric_value(r, metric)
+        return (not math.isfinite(v), -v if higher else v)
+
+    ranked = sorted(results, key=rank_key)
+    ref_ppl = results[0]["perplexity_reference"]
+    print(
+        f"{len(examples)} reference texts"
+        + (f" ({skipped} skipped)" if skipped else "")
+        + f", perplexity {ref_ppl:.3f}; ranked by {metric} ({'higher' if higher else 'lower'} is better)"
+    )
+    print(
+        f"{'rank':>4} {'top_k':>5} {'top_p':>5} {'temp':>5}  {'rouge1':>7} {'rouge2':>7} {'rougeL':>7} "
+        f"{'bleu':>6}  {'ppl gen':>9} {'ppl gap':>8}"
+    )
+    for i, r in enumerate(ranked, 1):
+        print(
+            f"{i:>4} {r['top_k']:>5} {r['top_p']:>5} {r['temperature']:>5}  {r['rouge1']:>7.4f} {r['rouge2']:>7.4f} "
+            f"{r['rougeL']:>7.4f} {r['bleu']:>6.2f}  {r['perplexity_generated']:>9.3f} {r['perplexity_gap']:>8.4f}"
+        )
+    best = ranked[0]
+    print(
+        f"best: --top-k {best['top_k']} --top-p {best['top_p']} --temperature {best['temperature']}  "
+        f"({metric} {ev.metric_value(best, metric):.4f})"
+    )
+    if plot is not None:
+        _write_chart(args, plot, lambda: _plot_grid(results, metric, plot))
     return 0
 
 
@@ -664,6 +973,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return int(code or 0) or int(bench_generate.main(argv) or 0)
 
 
+# fastlogits.evaluate.METRICS's names, here without importing it (and torch) to build the parser.
+_METRICS = ("perplexity-gap", "rouge1", "rouge2", "rougeL", "bleu")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="fastlogits",
@@ -681,6 +994,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_flags(p)
     _add_generation_flags(p)
     _add_file_flags(p, "prompt")
+    _add_engine_flags(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser(
@@ -707,15 +1021,71 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_flags(p)
     p.set_defaults(func=cmd_perplexity)
 
-    p = sub.add_parser("tune", help="grid-search top_k / top_p / temperature", description=cmd_tune.__doc__)
-    p.add_argument("prompt", metavar="PROMPT")
-    p.add_argument(
-        "--validation", required=True, metavar="TEXT", help="human text whose perplexity is the target"
+    p = sub.add_parser(
+        "evaluate",
+        help="score generation against reference texts (ROUGE, BLEU, perplexity)",
+        description=cmd_evaluate.__doc__,
     )
+    p.add_argument(
+        "--input", required=True, metavar="FILE.jsonl", help="reference texts, one JSON object per line"
+    )
+    p.add_argument(
+        "--output", metavar="REPORT.json", help="the report: metrics, per-text rows, settings, versions"
+    )
+    p.add_argument("--plot", metavar="FILE.png", help="also write a chart of the scores")
+    p.add_argument("--field", metavar="NAME", help="the reference text's field (default text)")
+    p.add_argument(
+        "--id-field", metavar="NAME", help="the id's field (default id; absent: the 0-based line number)"
+    )
+    p.add_argument(
+        "--prompt-words",
+        type=positive_int,
+        metavar="N",
+        help="words of each text given as the prompt (default 50)",
+    )
+    p.add_argument(
+        "--stride",
+        type=positive_int,
+        metavar="N",
+        help="sliding-window stride for perplexity (default n_positions/2)",
+    )
+    p.add_argument("--batch-size", type=positive_int, metavar="N", help="texts per batch (default 8)")
+    p.add_argument("--skip-invalid", action="store_true", help="count and skip bad lines instead of stopping")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--greedy", action="store_true", help="greedy decoding instead of the default sampling")
+    _add_model_flags(p)
+    _add_generation_flags(p)
+    _add_engine_flags(p)
+    p.set_defaults(func=cmd_evaluate, max_new_tokens=100)
+
+    p = sub.add_parser("tune", help="grid-search top_k / top_p / temperature", description=cmd_tune.__doc__)
+    p.add_argument("prompt", nargs="?", metavar="PROMPT")
+    p.add_argument(
+        "--validation", metavar="TEXT", help="human text whose perplexity is the target (with PROMPT)"
+    )
+    g = p.add_argument_group("tuning on a dataset of reference texts (see fastlogits evaluate)")
+    g.add_argument("--input", metavar="FILE.jsonl", help="reference texts: each cell is evaluated on them")
+    g.add_argument(
+        "--metric",
+        choices=tuple(_METRICS),
+        help="what ranks the cells (default perplexity-gap; lower is better, the ROUGE / BLEU scores higher)",
+    )
+    g.add_argument("--field", metavar="NAME", help="the reference text's field (default text)")
+    g.add_argument("--id-field", metavar="NAME", help="the id's field (default id)")
+    g.add_argument(
+        "--prompt-words", type=positive_int, metavar="N", help="words given as the prompt (default 50)"
+    )
+    g.add_argument("--stride", type=positive_int, metavar="N", help="sliding-window stride for perplexity")
+    g.add_argument("--batch-size", type=positive_int, metavar="N", help="texts per batch (default 8)")
+    g.add_argument("--skip-invalid", action="store_true", help="count and skip bad lines instead of stopping")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--plot", metavar="FILE.png", help="also write a heat map of the grid")
     p.add_argument("--top-k", type=non_negative_int, nargs="+", default=[0, 25, 50], metavar="K")
     p.add_argument("--top-p", type=unit, nargs="+", default=[0.8, 0.9, 0.95], metavar="P")
     p.add_argument("--temperature", type=positive_float, nargs="+", default=[0.7, 0.8, 1.0], metavar="T")
-    p.add_argument("--repeats", type=positive_int, default=3, help="seeded generations per cell (default 3)")
+    p.add_argument(
+        "--repeats", type=positive_int, help="seeded generations per cell (default 3; with PROMPT)"
+    )
     _add_model_flags(p)
     _add_generation_flags(p, grid=True)
     p.set_defaults(func=cmd_tune)

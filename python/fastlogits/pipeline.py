@@ -10,9 +10,10 @@ import numpy as np
 
 from . import _native
 from ._arrays import is_torch, to_like
-from ._validate import check_seeds, check_step, token_list
+from ._validate import check_seeds, check_step, per_row, token_list
 from .errors import InvalidArgumentError, InvalidTypeError
 from .processors import (
+    DynamicTemperatureLogitsWarper,
     EpsilonLogitsWarper,
     EtaLogitsWarper,
     ExponentialDecayLengthPenalty,
@@ -30,7 +31,9 @@ from .processors import (
     SuppressTokensAtBeginLogitsProcessor,
     SuppressTokensLogitsProcessor,
     TemperatureLogitsWarper,
+    TopHLogitsWarper,
     TopKLogitsWarper,
+    TopNSigmaLogitsWarper,
     TopPLogitsWarper,
     TypicalLogitsWarper,
     apply_native,
@@ -39,6 +42,7 @@ from .processors import (
 
 __all__ = [
     "LogitsPipeline",
+    "EXTENSIONS",
     "GENERATION_DEFAULTS",
     "build_chain",
     "check_generation_values",
@@ -84,7 +88,6 @@ _UNSUPPORTED: dict[str, tuple[Any, ...]] = {
     "forced_eos_token_id": (None,),
     "remove_invalid_values": (None, False),
     "renormalize_logits": (None, False),
-    "top_h": (None,),
     "watermarking_config": (None,),
     "constraints": (None,),
     "force_words_ids": (None,),
@@ -100,8 +103,17 @@ _ENCODER_SETTINGS: dict[str, tuple[Any, ...]] = {
     "encoder_no_repeat_ngram_size": (None, 0),
 }
 
-# Extensions beyond transformers, accepted as keyword arguments only.
-_EXTENSIONS = ("presence_penalty", "frequency_penalty", "logit_bias")
+# Settings beyond transformers (generation-config keys fastlogits adds), accepted as keyword arguments by
+# `LogitsPipeline.from_generation_config` and `fastlogits.generate` (which takes them out before transformers'
+# `generate` sees them: it would reject them as model inputs).
+EXTENSIONS = (
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "top_n_sigma",
+    "dynatemp_range",
+    "dynatemp_exponent",
+)
 
 
 # Sampling settings transformers 5.23 silently skips when out of range (its condition is `top_p < 1.0`,
@@ -306,7 +318,7 @@ class LogitsPipeline:
         (``guidance_scale``, ``forced_bos_token_id``, ``renormalize_logits``, ``watermarking_config``, ...)
         raise ``InvalidArgumentError`` naming them.
         """
-        extensions = {k: kwargs.pop(k) for k in _EXTENSIONS if k in kwargs}
+        extensions = {k: kwargs.pop(k) for k in EXTENSIONS if k in kwargs}
         cfg = resolve_settings(generation_config, kwargs)
         check_generation_values(cfg)
         name = unsupported_setting(cfg)
@@ -529,12 +541,40 @@ _PROCESSOR_RULES: tuple[_Rule, ...] = (
     ),
 )
 
+
+def _dynatemp_on(s: _Settings) -> bool:
+    r = s.ext("dynatemp_range")
+    return r is not None and (per_row(r, "dynatemp_range") is not None or r != 0)
+
+
+# The warpers fastlogits adds go where the issue's documented order puts them (ARCHITECTURE.md): dynamic
+# temperature replaces the temperature (first: the scale every later warper sees); top-nσ right after top-h,
+# before the truncations (its sigma is over the whole row's finite scores, as llama.cpp applies it before top-k).
 _WARPER_RULES: tuple[_Rule, ...] = (
     # An int temperature other than 1 is rejected by the processor, as `generate` rejects it.
     _Rule(
         TemperatureLogitsWarper,
-        lambda s: s.not_one("temperature"),
+        lambda s: s.not_one("temperature") and not _dynatemp_on(s),
         lambda s: dict(temperature=s["temperature"]),
+    ),
+    _Rule(
+        DynamicTemperatureLogitsWarper,
+        _dynatemp_on,
+        lambda s: dict(
+            temperature=1.0 if s["temperature"] is None else s["temperature"],
+            dynatemp_range=s.ext("dynatemp_range"),
+            exponent=1.0 if s.ext("dynatemp_exponent") is None else s.ext("dynatemp_exponent"),
+        ),
+    ),
+    _Rule(
+        TopHLogitsWarper,
+        lambda s: s["top_h"] is not None,
+        lambda s: dict(top_h=s["top_h"]),
+    ),
+    _Rule(
+        TopNSigmaLogitsWarper,
+        lambda s: s.ext("top_n_sigma") is not None,
+        lambda s: dict(n=s.ext("top_n_sigma")),
     ),
     _Rule(
         TopKLogitsWarper,

@@ -62,6 +62,9 @@ __all__ = [
     "TopPLogitsWarper",
     "MinPLogitsWarper",
     "TypicalLogitsWarper",
+    "TopHLogitsWarper",
+    "TopNSigmaLogitsWarper",
+    "DynamicTemperatureLogitsWarper",
     "EpsilonLogitsWarper",
     "EtaLogitsWarper",
     "RepetitionPenaltyLogitsProcessor",
@@ -302,6 +305,72 @@ class TypicalLogitsWarper(FastLogitsProcessor):
         self.min_tokens_to_keep = min_tokens_to_keep
         self._spec = _native.Processor.typical(
             mass, as_float(filter_value, "filter_value", "a float"), min_tokens_to_keep
+        )
+
+
+class TopHLogitsWarper(FastLogitsProcessor):
+    """Top-H sampling (transformers 5.23, arXiv 2509.02510): among the 100 most likely tokens, keeps the most
+    likely ones while their cumulative entropy ``-sum p ln p`` (``p`` renormalized over those 100) stays
+    ``<= top_h`` times the entropy of the 100, and always the most likely one (in place).
+
+    Where transformers' float32 sums put a token's cumulative entropy within rounding of the threshold, or
+    values tie at the 100th place (``torch.topk``'s order among equal values is unspecified; fastlogits takes
+    the lower id), the kept sets can differ by that token. A row that is all ``-inf`` is left as it is
+    (transformers raises ``ValueError`` from ``torch.distributions.Categorical``'s validation)."""
+
+    def __init__(self, top_h: float, filter_value: float = NEG_INF):
+        top_h = as_float(top_h, "top_h", "a float in the range (0, 1]")
+        self.top_h = top_h
+        self.top_n = 100
+        self.filter_value = filter_value
+        self._spec = _native.Processor.top_h(top_h, as_float(filter_value, "filter_value", "a float"))
+
+
+def _floats(value: Any, name: str, what: str) -> float | list[float]:
+    """A float parameter, or one per row (each checked natively)."""
+    rows = per_row(value, name)
+    if rows is not None:
+        return [as_float(v, name, what) for v in rows]
+    return as_float(scalar(value), name, what)
+
+
+class TopNSigmaLogitsWarper(FastLogitsProcessor):
+    """Top-nσ (llama.cpp ``top_n_sigma``; Tang et al., "Top-nσ: Not All Logits Are You Need", arXiv
+    2411.07641): tokens whose score is below ``max - n * sigma`` get ``filter_value`` (in place), sigma the
+    standard deviation (population) of the row's finite scores. ``n``: a float > 0, or one per row. Rows with
+    fewer than two finite scores are unchanged. No transformers counterpart.
+
+    The kept set does not depend on the temperature (max and sigma scale alike). Sums are in float64
+    (llama.cpp: float32): a score within rounding of the cut may be decided differently."""
+
+    def __init__(self, n: float | Sequence[float], filter_value: float = NEG_INF):
+        self.n = _floats(n, "top_n_sigma", "a finite float > 0")
+        self.filter_value = filter_value
+        self._spec = _native.Processor.top_n_sigma(self.n, as_float(filter_value, "filter_value", "a float"))
+
+
+class DynamicTemperatureLogitsWarper(FastLogitsProcessor):
+    """Dynamic temperature (llama.cpp ``temp_ext``, "entropy-based sampling"): each row is divided by
+    ``T_min + (T_max - T_min) * (H / ln N) ** exponent`` with ``T_min = max(0, temperature - dynatemp_range)``,
+    ``T_max = temperature + dynatemp_range``, ``H`` the entropy of the row's softmax and ``N`` its number of
+    finite scores (llama.cpp's candidates): confident rows get a low temperature, flat ones a high one (in
+    place). ``dynatemp_range = 0`` is the plain temperature. Each argument: a float, or one per row.
+
+    Where the temperature comes out 0 (or so small that dividing overflows float32), its limit is taken:
+    the maximal scores are kept, the others set to ``-inf`` (llama.cpp divides by it). No transformers
+    counterpart: in a generation config it replaces ``TemperatureLogitsWarper``."""
+
+    def __init__(
+        self,
+        temperature: float | Sequence[float],
+        dynatemp_range: float | Sequence[float],
+        exponent: float | Sequence[float] = 1.0,
+    ):
+        self.temperature = _floats(temperature, "temperature", "a finite float > 0")
+        self.dynatemp_range = _floats(dynatemp_range, "dynatemp_range", "a finite float >= 0")
+        self.exponent = _floats(exponent, "dynatemp_exponent", "a finite float >= 0")
+        self._spec = _native.Processor.dynamic_temperature(
+            self.temperature, self.dynatemp_range, self.exponent
         )
 
 

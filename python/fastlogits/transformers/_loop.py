@@ -55,7 +55,7 @@ def _same_transformers_class(custom: Any, built: Any) -> bool:
 
 
 def _step_processors(
-    cfg, input_ids: torch.Tensor, attention_mask: Any, built: Any, user: Any
+    cfg, input_ids: torch.Tensor, attention_mask: Any, built: Any, user: Any, extensions: dict[str, Any]
 ) -> tuple[list[Any], str]:
     """The processors of a step, in order, and where they come from.
 
@@ -73,7 +73,13 @@ def _step_processors(
     if user is None:
         return list(built), "transformers"
     settings = resolve_settings(cfg, defaults=False)  # as generate resolved it (a None is off)
-    if unsupported_setting(settings) is not None or encoder_settings(settings):
+    fallback = unsupported_setting(settings) or next(iter(encoder_settings(settings)), None)
+    if fallback is not None:
+        if extensions:
+            raise InvalidArgumentError(
+                f"`{next(iter(extensions))}` (a fastlogits setting) cannot be combined with `{fallback}`, which "
+                "fastlogits runs through transformers' own processor list"
+            )
         return list(built), "transformers"
     eos = cfg._eos_token_tensor
     try:
@@ -84,8 +90,11 @@ def _step_processors(
             attention_mask=attention_mask,
             logits_processor=list(user),
             same_class=_same_transformers_class,
+            extensions=extensions,
         )
     except FastLogitsError:
+        if extensions:
+            raise
         return list(built), "transformers"
     return chain, "generation_config"
 
@@ -247,6 +256,7 @@ class _Decoding:
         seed,
         streamer,
         user_processors=None,
+        extensions=None,
     ):
         mode = cfg.get_generation_mode()
         if mode not in _SUPPORTED_MODES:
@@ -280,7 +290,12 @@ class _Decoding:
         # built, kept for comparison and as the fallback.
         self.hf_processors = list(logits_processor)
         self.processors, self.chain_source = _step_processors(
-            cfg, input_ids, model_kwargs.get("attention_mask"), logits_processor, user_processors
+            cfg,
+            input_ids,
+            model_kwargs.get("attention_mask"),
+            logits_processor,
+            user_processors,
+            extensions or {},
         )
         self.chain = NativeChain(self.processors)
         self.criteria = list(stopping_criteria)

@@ -47,6 +47,21 @@ class TypicalLogitsWarper(P.TypicalLogitsWarper, LogitsProcessor):
     _returns_new = True
 
 
+class TopHLogitsWarper(P.TopHLogitsWarper, LogitsProcessor):
+    __doc__ = P.TopHLogitsWarper.__doc__
+    _returns_new = True
+
+
+class TopNSigmaLogitsWarper(P.TopNSigmaLogitsWarper, LogitsProcessor):
+    __doc__ = P.TopNSigmaLogitsWarper.__doc__
+    _returns_new = True
+
+
+class DynamicTemperatureLogitsWarper(P.DynamicTemperatureLogitsWarper, LogitsProcessor):
+    __doc__ = P.DynamicTemperatureLogitsWarper.__doc__
+    _returns_new = True
+
+
 class EpsilonLogitsWarper(P.EpsilonLogitsWarper, LogitsProcessor):
     __doc__ = P.EpsilonLogitsWarper.__doc__
     _returns_new = True

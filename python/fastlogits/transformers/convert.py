@@ -56,6 +56,8 @@ def to_native(proc: Any) -> P.FastLogitsProcessor | None:
         return P.MinPLogitsWarper(proc.min_p, proc.filter_value, proc.min_tokens_to_keep)
     if t is T.TypicalLogitsWarper:
         return P.TypicalLogitsWarper(proc.mass, proc.filter_value, proc.min_tokens_to_keep)
+    if t is T.TopHLogitsWarper and proc.top_n == 100:
+        return P.TopHLogitsWarper(proc.top_h, proc.filter_value)
     if t is T.EpsilonLogitsWarper:
         return P.EpsilonLogitsWarper(proc.epsilon, proc.filter_value, proc.min_tokens_to_keep)
     if t is T.EtaLogitsWarper:

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from ..errors import InvalidArgumentError
-from ..pipeline import check_generation_values
+from ..pipeline import EXTENSIONS, check_generation_values
 from ._loop import _Decoding
 
 __all__ = ["generate", "stream", "decode"]
@@ -105,8 +105,15 @@ def _start(model, input_ids, attention_mask, generation_config, seed, streamer, 
             f"`attention_mask` has shape {tuple(attention_mask.shape)} but `input_ids` has "
             f"{tuple(input_ids.shape)}: they must be equal"
         )
+    # Settings transformers does not have (its generate would reject them as model inputs): the builder's.
+    extensions = {k: kwargs.pop(k) for k in EXTENSIONS if k in kwargs}
     # The user's own processors: the native chain is built from the config with them merged in (`_Decoding`).
-    decoder = _decoder(seed=seed, streamer=streamer, user_processors=kwargs.get("logits_processor") or [])
+    decoder = _decoder(
+        seed=seed,
+        streamer=streamer,
+        user_processors=kwargs.get("logits_processor") or [],
+        extensions=extensions,
+    )
     # transformers prepares everything and hands the loop to `decoder`, which returns a lazy _Decoding.
     decoding = model.generate(
         input_ids,
@@ -119,7 +126,7 @@ def _start(model, input_ids, attention_mask, generation_config, seed, streamer, 
     return decoding
 
 
-def _decoder(seed: Any, streamer: Any, user_processors: Any = None):
+def _decoder(seed: Any, streamer: Any, user_processors: Any = None, extensions: dict[str, Any] | None = None):
     def fastlogits_decode(
         model,
         input_ids,
@@ -139,6 +146,7 @@ def _decoder(seed: Any, streamer: Any, user_processors: Any = None):
             seed,
             streamer,
             user_processors,
+            extensions,
         )
 
     return fastlogits_decode

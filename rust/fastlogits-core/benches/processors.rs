@@ -81,7 +81,9 @@ fn bench(c: &mut Criterion) {
         });
     }
     let mut out = [0i64];
-    c.bench_function("sample_dense", |b| b.iter(|| sampling::sample(&base, V, 1, 0, &mut out).unwrap()));
+    c.bench_function("sample_dense", |b| {
+        b.iter(|| sampling::sample(&base, V, &sampling::Seeds::Shared(1), 0, &mut out).unwrap())
+    });
     c.bench_function("copy_row (floor)", |b| {
         let mut row = base.clone();
         b.iter(|| row.copy_from_slice(&base))

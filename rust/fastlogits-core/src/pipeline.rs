@@ -526,7 +526,9 @@ mod tests {
             assert!(err.contains("TemperatureLogitsWarper turned scores[1, 0] = 3e38 into +inf"), "{err}");
             assert_eq!(scores, before);
             let mut out = [0i64; 2];
-            assert!(p.apply_and_sample(&ids, 1, &mut scores, 4, &Seeds::Shared(0), 0, &mut out, false).is_err());
+            assert!(p
+                .apply_and_sample(&ids, 1, &mut scores, 4, &Seeds::Shared(0), 0, &mut out, false)
+                .is_err());
             assert_eq!(scores, before);
             // Near the limit without overflowing: the checked path gives the ordinary result.
             let mut fine = vec![1.0f32, 2.0, 3.0, 0.0, 1e38, 1.0, -5.0, 0.0];

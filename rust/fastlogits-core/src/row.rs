@@ -801,6 +801,169 @@ impl<'a> Row<'a> {
     }
 }
 
+impl Row<'_> {
+    /// transformers 5.23 `TopHLogitsWarper` (top-h, arXiv 2509.02510): among the `n` most likely tokens
+    /// (`n = min(100, vocab)`, ranked as `torch.topk` ranks them; ties: lower id first), keep the longest
+    /// prefix whose cumulative entropy `-sum p_i ln p_i` (p renormalized over the `n`) stays `<= top_h * H`,
+    /// H the entropy of those `n`, and at least the most likely token; everything else gets `filter`.
+    /// Tokens whose float32 probability underflows to 0 are never kept (transformers' `0 * log 0` is NaN).
+    /// The sums are exact-rounded f64 where torch sums float32: a token whose cumulative entropy lies
+    /// within float32 rounding of the threshold may be decided differently.
+    pub fn top_h(&mut self, top_h: f64, filter: f32) {
+        const N: usize = 100;
+        self.finish();
+        let n = N.min(self.vocab());
+        let cap = self.sparse_cap();
+        let s = &mut *self.s;
+        top_candidates(self.buf, n, false, &mut s.cands);
+        if s.cands.is_empty() {
+            return; // all -inf: transformers keeps position 0, which is -inf as well
+        }
+        s.cands.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        s.cands.truncate(n);
+        let max = s.cands[0].1;
+        // As transformers computes it in float32: p = softmax(top logits), H = -sum (x - logsumexp) * p,
+        // the terms -p * ln p and their running sum (torch accumulates cumsum in double on the CPU).
+        let e: Vec<f32> = s.cands.iter().map(|c| (c.1 - max).exp()).collect();
+        let sum = e.iter().map(|&x| x as f64).sum::<f64>() as f32;
+        let lse = max + sum.ln();
+        let p: Vec<f32> = e.iter().map(|&x| x / sum).collect();
+        let entropy = -s.cands.iter().zip(&p).map(|(c, &p)| ((c.1 - lse) * p) as f64).sum::<f64>() as f32;
+        let tau = entropy * top_h as f32;
+        let mut cum = 0.0f64;
+        let mut keep = 1;
+        for (i, &p) in p.iter().enumerate() {
+            if p == 0.0 {
+                break; // 0 * ln 0 is NaN in transformers' cumulative sum: nothing from here on is kept
+            }
+            cum += (-p * p.ln()) as f64;
+            if i > 0 {
+                if cum as f32 > tau {
+                    break;
+                }
+                keep = i + 1;
+            }
+        }
+        s.cands.truncate(keep);
+        if filter == NEG_INF && keep <= cap {
+            std::mem::swap(&mut s.kept, &mut s.cands);
+            self.sparse = true;
+        } else {
+            self.buf.fill(filter);
+            for &(i, v) in &s.cands {
+                self.buf[i as usize] = v;
+            }
+        }
+    }
+}
+
+/// See [`Row::finite_moments`].
+struct Moments {
+    n: usize,
+    max: f32,
+    min: f32,
+    sum: f64,
+    sq: f64,
+}
+
+impl Row<'_> {
+    /// The finite values of the row (after any pending temperature): their count, max, min, sum and sum of
+    /// squares (in f64). Dense rows are finished first.
+    fn finite_moments(&mut self) -> Moments {
+        if !self.sparse {
+            self.finish();
+        }
+        let values: Box<dyn Iterator<Item = f32> + '_> = if self.sparse {
+            Box::new(self.s.kept.iter().map(|c| c.1))
+        } else {
+            Box::new(self.buf.iter().copied())
+        };
+        let mut m = Moments { n: 0, max: NEG_INF, min: f32::INFINITY, sum: 0.0, sq: 0.0 };
+        for x in values.filter(|x| *x > NEG_INF) {
+            m.n = m.n.saturating_add(1);
+            m.max = m.max.max(x);
+            m.min = m.min.min(x);
+            m.sum += x as f64;
+            m.sq += x as f64 * x as f64;
+        }
+        m
+    }
+
+    /// Sets the values `< cut` to `filter` (dense) or drops them (sparse).
+    fn keep_at_least(&mut self, cut: f32, filter: f32) {
+        if self.sparse {
+            if filter != NEG_INF {
+                self.finish();
+                mask_below(self.buf, cut, filter);
+            } else {
+                self.s.kept.retain(|c| c.1 >= cut);
+            }
+        } else {
+            mask_below(self.buf, cut, filter);
+        }
+    }
+
+    /// Top-nσ (llama.cpp `top_n_sigma`, arXiv 2411.07641): the tokens whose value is `< max - n * sigma`
+    /// get `filter`, sigma the (population) standard deviation of the row's finite values. Rows with fewer
+    /// than two finite values are unchanged. The moments are summed in f64 (llama.cpp: float), so a value
+    /// within rounding of the cut may be decided differently.
+    pub fn top_n_sigma(&mut self, n: f64, filter: f32) {
+        let m = self.finite_moments();
+        if m.n < 2 {
+            return;
+        }
+        let mean = m.sum / m.n as f64;
+        let var = (m.sq / m.n as f64 - mean * mean).max(0.0);
+        let cut = (m.max as f64 - n * var.sqrt()) as f32;
+        self.keep_at_least(cut, filter);
+    }
+
+    /// Dynamic temperature (llama.cpp `temp_ext`): the row is divided by
+    /// `T_min + (T_max - T_min) * (H / ln N) ** exponent`, `T_min = max(0, t - range)`, `T_max = t + range`,
+    /// H the entropy of the softmax over the row's N finite values (N = llama.cpp's candidates left); N < 2:
+    /// unchanged. `range <= 0`: plain temperature `t`. Where that temperature is 0 or so small that the
+    /// division overflows float32, its limit is taken: only the maximal tokens are kept (the others -inf).
+    pub fn dynamic_temperature(&mut self, t: f64, range: f64, exponent: f64) {
+        if range <= 0.0 {
+            return self.temperature(t as f32);
+        }
+        let m = self.finite_moments();
+        if m.n < 2 {
+            return;
+        }
+        let max = m.max;
+        // Entropy of softmax over the finite values: ln Z - E[x - max].
+        let (mut z, mut xe) = (0.0f64, 0.0f64);
+        let mut add = |x: f32| {
+            if x > NEG_INF {
+                let d = (x - max) as f64;
+                let e = d.exp();
+                z += e;
+                xe += e * d;
+            }
+        };
+        if self.sparse {
+            self.s.kept.iter().for_each(|c| add(c.1));
+        } else {
+            self.buf.iter().for_each(|&x| add(x));
+        }
+        let entropy = (z.ln() - xe / z).max(0.0);
+        let normalized = (entropy / (m.n as f64).ln()).min(1.0);
+        let (lo, hi) = ((t - range).max(0.0), t + range);
+        let dyn_t = lo + (hi - lo) * normalized.powf(exponent);
+        let biggest = m.min.abs().max(m.max.abs()) as f64;
+        if dyn_t <= 0.0 || biggest / dyn_t >= f32::MAX as f64 {
+            return self.keep_at_least(max, NEG_INF);
+        }
+        let t32 = dyn_t as f32;
+        if self.sparse {
+            self.s.kept.iter_mut().for_each(|c| c.1 /= t32);
+        } else {
+            div_inplace(self.buf, t32);
+        }
+    }
+}
+
 /// Keeps the sparse tokens `>= thr`, or the `min_keep` most likely where fewer reach it (transformers'
 /// `min_tokens_to_keep`).
 fn retain_at_least(kept: &mut Vec<Cand>, mut thr: f32, min_keep: usize) {

@@ -433,7 +433,8 @@ mod tests {
         // Four different rows, each with its key: every row's token is the one it gets alone, at any
         // position in the batch; a wrong number of keys is an error.
         let v = 7;
-        let rows: Vec<Vec<f32>> = (0..4).map(|r| (0..v).map(|i| ((i * 3 + r) % 5) as f32 * 0.4).collect()).collect();
+        let rows: Vec<Vec<f32>> =
+            (0..4).map(|r| (0..v).map(|i| ((i * 3 + r) % 5) as f32 * 0.4).collect()).collect();
         let keys = [11u64, 22, 33, 44];
         for step in 0..50 {
             let alone: Vec<i64> = (0..4)

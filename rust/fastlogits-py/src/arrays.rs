@@ -6,7 +6,9 @@ use std::borrow::Cow;
 
 use fastlogits_core::sampling::Seeds;
 use fastlogits_core::PerRow;
-use numpy::{PyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyReadwriteArray2, PyUntypedArrayMethods};
+use numpy::{
+    PyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyReadwriteArray2, PyUntypedArrayMethods,
+};
 use pyo3::prelude::*;
 use pyo3::types::PyInt;
 

@@ -74,6 +74,30 @@ impl PyProcessor {
     }
 
     #[staticmethod]
+    fn top_n_sigma(py: Python<'_>, n: &Bound<'_, PyAny>, filter_value: f32) -> PyResult<Self> {
+        let n = per_row_f64(py, n, "top_n_sigma")?;
+        wrap(CoreProcessor::top_n_sigma(n, filter_value))
+    }
+
+    #[staticmethod]
+    fn dynamic_temperature(
+        py: Python<'_>,
+        temperature: &Bound<'_, PyAny>,
+        dynatemp_range: &Bound<'_, PyAny>,
+        exponent: &Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
+        let t = per_row_f64(py, temperature, "temperature")?;
+        let r = per_row_f64(py, dynatemp_range, "dynatemp_range")?;
+        let e = per_row_f64(py, exponent, "dynatemp_exponent")?;
+        wrap(CoreProcessor::dynamic_temperature(t, r, e))
+    }
+
+    #[staticmethod]
+    fn top_h(top_h: f64, filter_value: f32) -> PyResult<Self> {
+        wrap(CoreProcessor::top_h(top_h, filter_value))
+    }
+
+    #[staticmethod]
     fn epsilon(
         py: Python<'_>,
         epsilon: f64,

@@ -35,7 +35,9 @@ pub use bans::{LogitBias, NGramIndex, NoRepeatNGram, SequenceBias, SuppressToken
 pub use length::{ExponentialDecay, MinLength, MinNewTokens, SuppressTokensAtBegin};
 pub use params::PerRow;
 pub use penalties::{DistinctTokens, FrequencyPenalty, PresencePenalty, RepetitionPenalty, TokenCounts};
-pub use warpers::{Epsilon, Eta, MinP, Temperature, TopK, TopP, Typical};
+pub use warpers::{
+    DynamicTemperature, Epsilon, Eta, MinP, Temperature, TopH, TopK, TopNSigma, TopP, Typical,
+};
 
 /// What a processor does to a row (the pipeline plans each call from it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,6 +222,12 @@ processors! {
     MinP(MinP),
     /// `TypicalLogitsWarper`.
     Typical(Typical),
+    /// `TopHLogitsWarper`.
+    TopH(TopH),
+    /// Top-nσ (llama.cpp).
+    TopNSigma(TopNSigma),
+    /// Dynamic temperature (llama.cpp `temp_ext`).
+    DynamicTemperature(DynamicTemperature),
     /// `EpsilonLogitsWarper`.
     Epsilon(Epsilon),
     /// `EtaLogitsWarper`.

@@ -181,6 +181,141 @@ impl Rule for MinP {
     }
 }
 
+/// `TopHLogitsWarper` (transformers 5.23).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopH {
+    pub top_h: f64,
+    pub filter: f32,
+}
+
+impl Processor {
+    pub fn top_h(top_h: f64, filter: f32) -> Result<Self> {
+        if !(top_h > 0.0 && top_h <= 1.0) {
+            return Err(Error::param(format!("`top_h` must be in the range (0, 1], but is {top_h}")));
+        }
+        Ok(TopH { top_h, filter: check_filter(filter)? }.into())
+    }
+}
+
+impl Rule for TopH {
+    const NAME: &'static str = "TopHLogitsWarper";
+    const CLASS: Class = SELECTIVE;
+    type State = ();
+
+    fn new_state(&self, _: usize) {}
+
+    fn check(&self, _: usize, _: usize) -> Result<()> {
+        Ok(())
+    }
+
+    fn range_after(&self, r: Range, _: usize, _: usize) -> Range {
+        with_filter(r, self.filter)
+    }
+
+    fn apply(&self, row: &mut Row, _: &At, _: &()) {
+        row.top_h(self.top_h, self.filter);
+    }
+}
+
+/// Top-nσ (llama.cpp `top_n_sigma`); no transformers counterpart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopNSigma {
+    pub n: PerRow<f64>,
+    pub filter: f32,
+}
+
+impl Processor {
+    pub fn top_n_sigma(n: PerRow<f64>, filter: f32) -> Result<Self> {
+        let n = n.try_map("top_n_sigma", |n| {
+            if !(n.is_finite() && n > 0.0) {
+                return Err(Error::param(format!("`top_n_sigma` has to be a finite float > 0, but is {n}")));
+            }
+            Ok(n)
+        })?;
+        Ok(TopNSigma { n, filter: check_filter(filter)? }.into())
+    }
+}
+
+impl Rule for TopNSigma {
+    const NAME: &'static str = "TopNSigmaLogitsWarper";
+    const CLASS: Class = SELECTIVE;
+    type State = ();
+
+    fn new_state(&self, _: usize) {}
+
+    fn check(&self, batch: usize, _: usize) -> Result<()> {
+        self.n.check_batch("top_n_sigma", batch)
+    }
+
+    fn range_after(&self, r: Range, _: usize, _: usize) -> Range {
+        with_filter(r, self.filter)
+    }
+
+    fn apply(&self, row: &mut Row, at: &At, _: &()) {
+        row.top_n_sigma(self.n.get(at.row), self.filter);
+    }
+}
+
+/// Dynamic temperature (llama.cpp `temp_ext`); no transformers counterpart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DynamicTemperature {
+    pub t: PerRow<f64>,
+    pub range: PerRow<f64>,
+    pub exponent: PerRow<f64>,
+}
+
+impl Processor {
+    pub fn dynamic_temperature(t: PerRow<f64>, range: PerRow<f64>, exponent: PerRow<f64>) -> Result<Self> {
+        let finite = |name: &'static str, what: &'static str, ok: fn(f64) -> bool| {
+            move |v: f64| {
+                if v.is_finite() && ok(v) {
+                    Ok(v)
+                } else {
+                    Err(Error::param(format!("`{name}` has to be {what}, but is {v}")))
+                }
+            }
+        };
+        let t = t.try_map("temperature", finite("temperature", "a finite float > 0", |v| v > 0.0))?;
+        let range =
+            range.try_map("dynatemp_range", finite("dynatemp_range", "a finite float >= 0", |v| v >= 0.0))?;
+        let exponent = exponent
+            .try_map("dynatemp_exponent", finite("dynatemp_exponent", "a finite float >= 0", |v| v >= 0.0))?;
+        Ok(DynamicTemperature { t, range, exponent }.into())
+    }
+}
+
+impl Rule for DynamicTemperature {
+    const NAME: &'static str = "DynamicTemperatureLogitsWarper";
+    const CLASS: Class = Class { effect: Effect::Scale, reads: Reads::Scores };
+    type State = ();
+
+    fn new_state(&self, _: usize) {}
+
+    fn check(&self, batch: usize, _: usize) -> Result<()> {
+        self.t.check_batch("temperature", batch)?;
+        self.range.check_batch("dynatemp_range", batch)?;
+        self.exponent.check_batch("dynatemp_exponent", batch)
+    }
+
+    /// Divided by a temperature between the lowest and the highest (or unchanged: the limit 0 keeps the
+    /// maximal values only).
+    fn range_after(&self, r: Range, row: usize, _: usize) -> Range {
+        let (t, range) = (self.t.get(row), self.range.get(row).max(0.0));
+        let (low, high) = ((t - range).max(0.0), t + range);
+        if low == 0.0 {
+            return Range { lo: f64::NEG_INFINITY, hi: f64::INFINITY }; // (the checked path)
+        }
+        let lo = [r.lo / low, r.lo / high, r.lo].into_iter().fold(f64::INFINITY, f64::min);
+        let hi = [r.hi / low, r.hi / high, r.hi].into_iter().fold(f64::NEG_INFINITY, f64::max);
+        Range { lo, hi }
+    }
+
+    fn apply(&self, row: &mut Row, at: &At, _: &()) {
+        let r = at.row;
+        row.dynamic_temperature(self.t.get(r), self.range.get(r), self.exponent.get(r));
+    }
+}
+
 /// `TypicalLogitsWarper`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Typical {
