@@ -14,16 +14,20 @@ from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
 from .pipeline import LogitsPipeline
 from .processors import *  # noqa: F403
+from .processors import DRY_SEQUENCE_BREAKERS, dry_sequence_breaker_ids
 from .processors import __all__ as _processors_all
-from .sampling import Sampler, greedy, log_softmax, sample, top_logprobs
+from .sampling import MirostatV2Sampler, Sampler, greedy, log_softmax, sample, top_logprobs
 
 # An invalid FASTLOGITS_NUM_THREADS is reported here, once, rather than ignored.
 check_environment()
 
 __all__ = [
     "BeamSearch",
+    "DRY_SEQUENCE_BREAKERS",
+    "dry_sequence_breaker_ids",
     *_errors_all,
     "LogitsPipeline",
+    "MirostatV2Sampler",
     "Sampler",
     "__version__",
     "get_num_threads",

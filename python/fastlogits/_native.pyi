@@ -57,6 +57,18 @@ class Processor:
     @staticmethod
     def top_h(top_h: float, filter_value: float) -> Processor: ...
     @staticmethod
+    def xtc(
+        threshold: float | list[float], probability: float | list[float], min_tokens_to_keep: int, seed: int
+    ) -> Processor: ...
+    @staticmethod
+    def dry(
+        multiplier: float,
+        base: float,
+        allowed_length: int,
+        sequence_breaker_ids: list[int],
+        penalty_last_n: int,
+    ) -> Processor: ...
+    @staticmethod
     def top_n_sigma(n: float | list[float], filter_value: float) -> Processor: ...
     @staticmethod
     def dynamic_temperature(
@@ -150,6 +162,14 @@ class BeamSearch:
     def entries_done(self) -> list[bool]: ...
 
 def sample(scores: Any, seed: int | npt.NDArray[np.uint64], step: int) -> npt.NDArray[np.int64] | None: ...
+def mirostat_v2(
+    scores: Any,
+    seed: int | npt.NDArray[np.uint64],
+    step: int,
+    tau: float,
+    eta: float,
+    mu: npt.NDArray[np.float32],
+) -> npt.NDArray[np.int64]: ...
 def greedy(scores: npt.NDArray[np.float32], strict: bool = True) -> npt.NDArray[np.int64]: ...
 def log_softmax(scores: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
 def top_logprobs(

@@ -127,6 +127,38 @@ def _add_generation_flags(p: argparse.ArgumentParser, grid: bool = False) -> Non
         help="dynamic temperature: between temperature - R and temperature + R, by the entropy",
     )
     g.add_argument("--dynatemp-exponent", type=_ranged(float, 0.0), metavar="E", help="(default 1)")
+    g.add_argument(
+        "--xtc-probability", type=unit, metavar="P", help="XTC: chance per step of removing top choices"
+    )
+    g.add_argument(
+        "--xtc-threshold", type=unit, metavar="T", help="XTC: probability a top choice has (default 0.1)"
+    )
+    g.add_argument("--dry-multiplier", type=_ranged(float, 0.0), metavar="M", help="DRY penalty (0: off)")
+    g.add_argument("--dry-base", type=_ranged(float, 1.0), metavar="B", help="DRY base (default 1.75)")
+    g.add_argument(
+        "--dry-allowed-length", type=positive_int, metavar="N", help="DRY: repeats allowed (default 2)"
+    )
+    g.add_argument(
+        "--dry-penalty-last-n",
+        type=_ranged(int, -1),
+        metavar="N",
+        help="DRY window (-1: all, default; 0: off)",
+    )
+    g.add_argument(
+        "--dry-sequence-breakers",
+        nargs="+",
+        metavar="S",
+        help='DRY: strings repeats do not cross (default: newline : " *)',
+    )
+    g.add_argument(
+        "--mirostat", type=int, choices=(0, 2), help="2: draw with Mirostat 2.0 (needs --do-sample)"
+    )
+    g.add_argument(
+        "--mirostat-tau", type=_ranged(float, 0.0), metavar="TAU", help="target surprise, bits (default 5)"
+    )
+    g.add_argument(
+        "--mirostat-eta", type=_ranged(float, 0.0), metavar="ETA", help="learning rate (default 0.1)"
+    )
     g.add_argument("--repetition-penalty", type=positive_float)
     g.add_argument("--no-repeat-ngram-size", type=non_negative_int)
     g.add_argument("--num-beams", type=positive_int)
@@ -213,6 +245,16 @@ _GEN_KEYS = (
     "top_n_sigma",
     "dynatemp_range",
     "dynatemp_exponent",
+    "xtc_probability",
+    "xtc_threshold",
+    "mirostat",
+    "mirostat_tau",
+    "mirostat_eta",
+    "dry_multiplier",
+    "dry_base",
+    "dry_allowed_length",
+    "dry_penalty_last_n",
+    "dry_sequence_breakers",
     "repetition_penalty",
     "no_repeat_ngram_size",
     "num_beams",

@@ -248,8 +248,8 @@ class GPT2:
 
     def _gen_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         kwargs.setdefault("pad_token_id", self.tokenizer.pad_token_id)
-        if kwargs.get("stop_strings") is not None:
-            kwargs.setdefault("tokenizer", self.tokenizer)
+        if kwargs.get("stop_strings") is not None or kwargs.get("dry_multiplier"):
+            kwargs.setdefault("tokenizer", self.tokenizer)  # (DRY: its sequence breakers' strings)
         return kwargs
 
     def generate(self, prompts: str | Sequence[str], *, seed: Any = None, **kwargs: Any) -> list[str]:

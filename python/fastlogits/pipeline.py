@@ -13,6 +13,7 @@ from ._arrays import is_torch, to_like
 from ._validate import check_seeds, check_step, per_row, token_list
 from .errors import InvalidArgumentError, InvalidTypeError
 from .processors import (
+    DRYLogitsProcessor,
     DynamicTemperatureLogitsWarper,
     EpsilonLogitsWarper,
     EtaLogitsWarper,
@@ -36,13 +37,17 @@ from .processors import (
     TopNSigmaLogitsWarper,
     TopPLogitsWarper,
     TypicalLogitsWarper,
+    XTCLogitsWarper,
     apply_native,
+    dry_sequence_breaker_ids,
     sample_native,
 )
 
 __all__ = [
     "LogitsPipeline",
     "EXTENSIONS",
+    "mirostat_sampler",
+    "resolve_dry_breakers",
     "GENERATION_DEFAULTS",
     "build_chain",
     "check_generation_values",
@@ -113,7 +118,62 @@ EXTENSIONS = (
     "top_n_sigma",
     "dynatemp_range",
     "dynatemp_exponent",
+    "xtc_threshold",
+    "xtc_probability",
+    "dry_multiplier",
+    "dry_base",
+    "dry_allowed_length",
+    "dry_sequence_breakers",
+    "dry_penalty_last_n",
+    "mirostat",
+    "mirostat_tau",
+    "mirostat_eta",
 )
+
+
+def resolve_dry_breakers(extensions: dict[str, Any], tokenizer: Any) -> None:
+    """``dry_sequence_breakers`` as token ids (in place): strings are looked up with ``tokenizer``; with DRY on
+    and no breakers given, llama.cpp's defaults where a tokenizer is at hand (else none)."""
+    if extensions.get("dry_multiplier") in (None, 0, 0.0):
+        return
+    given = extensions.get("dry_sequence_breakers")
+    if given is None:
+        if tokenizer is not None:
+            extensions["dry_sequence_breakers"] = dry_sequence_breaker_ids(tokenizer)
+        return
+    if isinstance(given, str):
+        given = [given]
+    strings = [b for b in given if isinstance(b, str)]
+    if not strings:
+        return
+    if len(strings) != len(given):
+        raise InvalidArgumentError("`dry_sequence_breakers` has to be all strings or all token ids")
+    if tokenizer is None:
+        raise InvalidArgumentError(
+            "`dry_sequence_breakers` as strings needs `tokenizer=` (or give token ids)"
+        )
+    extensions["dry_sequence_breakers"] = dry_sequence_breaker_ids(tokenizer, strings)
+
+
+# The extensions that choose the draw stage (a sampler), not a processor of the chain.
+SAMPLER_EXTENSIONS = ("mirostat", "mirostat_tau", "mirostat_eta")
+
+
+def mirostat_sampler(extensions: dict[str, Any]) -> Any:
+    """The :class:`fastlogits.MirostatV2Sampler` the settings ask for (``mirostat=2``), or None (``mirostat``
+    unset or 0); ``mirostat_tau`` (default 5) / ``mirostat_eta`` (default 0.1) without it are an error."""
+    from .sampling import MirostatV2Sampler
+
+    mode = extensions.get("mirostat")
+    if mode in (None, 0):
+        extra = [k for k in ("mirostat_tau", "mirostat_eta") if extensions.get(k) is not None]
+        if extra:
+            raise InvalidArgumentError(f"`{extra[0]}` needs `mirostat=2`")
+        return None
+    if isinstance(mode, bool) or mode != 2:
+        raise InvalidArgumentError(f"`mirostat` has to be 0 (off) or 2 (Mirostat 2.0), but is {mode!r}")
+    tau, eta = extensions.get("mirostat_tau"), extensions.get("mirostat_eta")
+    return MirostatV2Sampler(5.0 if tau is None else tau, 0.1 if eta is None else eta)
 
 
 # Sampling settings transformers 5.23 silently skips when out of range (its condition is `top_p < 1.0`,
@@ -319,6 +379,12 @@ class LogitsPipeline:
         raise ``InvalidArgumentError`` naming them.
         """
         extensions = {k: kwargs.pop(k) for k in EXTENSIONS if k in kwargs}
+        resolve_dry_breakers(extensions, kwargs.pop("tokenizer", None))
+        if mirostat_sampler(extensions) is not None:
+            raise InvalidArgumentError(
+                "`mirostat=2` chooses the draw, not a logits processor: process with this pipeline, then draw "
+                "with fastlogits.MirostatV2Sampler (fastlogits.generate does both)"
+            )
         cfg = resolve_settings(generation_config, kwargs)
         check_generation_values(cfg)
         name = unsupported_setting(cfg)
@@ -487,6 +553,18 @@ _PROCESSOR_RULES: tuple[_Rule, ...] = (
         lambda s: s.ext("presence_penalty") not in (None, 0, 0.0),
         lambda s: dict(penalty=s.ext("presence_penalty"), prompt_length=s.prompt_len("presence_penalty")),
     ),
+    # DRY with the penalties (llama.cpp's chain: penalties, then dry).
+    _Rule(
+        DRYLogitsProcessor,
+        lambda s: s.ext("dry_multiplier") not in (None, 0, 0.0),
+        lambda s: dict(
+            multiplier=s.ext("dry_multiplier"),
+            base=1.75 if s.ext("dry_base") is None else s.ext("dry_base"),
+            allowed_length=2 if s.ext("dry_allowed_length") is None else s.ext("dry_allowed_length"),
+            sequence_breaker_ids=s.ext("dry_sequence_breakers") or (),
+            penalty_last_n=-1 if s.ext("dry_penalty_last_n") is None else s.ext("dry_penalty_last_n"),
+        ),
+    ),
     _Rule(
         LogitBiasLogitsProcessor,
         lambda s: bool(s.ext("logit_bias")),
@@ -605,6 +683,24 @@ _WARPER_RULES: tuple[_Rule, ...] = (
         EtaLogitsWarper,
         lambda s: s["eta_cutoff"] is not None and s["eta_cutoff"] != 0.0,
         lambda s: dict(epsilon=s["eta_cutoff"], min_tokens_to_keep=s.min_keep()),
+    ),
+    # XTC last: it removes the top choices of the candidates the truncations left (llama.cpp's order). Its
+    # draws come from the sampler's streams (a call without a draw, e.g. beam search's: seed 0).
+    _Rule(
+        XTCLogitsWarper,
+        lambda s: (
+            s.ext("xtc_probability") is not None
+            and (
+                per_row(s.ext("xtc_probability"), "xtc_probability") is not None
+                or s.ext("xtc_probability") != 0
+            )
+        ),
+        lambda s: dict(
+            threshold=0.1 if s.ext("xtc_threshold") is None else s.ext("xtc_threshold"),
+            probability=s.ext("xtc_probability"),
+            min_tokens_to_keep=s.min_keep(),
+            seed=0,
+        ),
     ),
 )
 

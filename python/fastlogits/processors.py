@@ -46,6 +46,7 @@ from ._arrays import as_ids, as_scores, batch_size, in_place, is_torch, to_like
 from ._validate import (
     as_float,
     check_min_tokens,
+    check_seed,
     int_min_tokens,
     is_int,
     per_row,
@@ -65,6 +66,8 @@ __all__ = [
     "TopHLogitsWarper",
     "TopNSigmaLogitsWarper",
     "DynamicTemperatureLogitsWarper",
+    "XTCLogitsWarper",
+    "DRYLogitsProcessor",
     "EpsilonLogitsWarper",
     "EtaLogitsWarper",
     "RepetitionPenaltyLogitsProcessor",
@@ -371,6 +374,86 @@ class DynamicTemperatureLogitsWarper(FastLogitsProcessor):
         self.exponent = _floats(exponent, "dynatemp_exponent", "a finite float >= 0")
         self._spec = _native.Processor.dynamic_temperature(
             self.temperature, self.dynatemp_range, self.exponent
+        )
+
+
+class XTCLogitsWarper(FastLogitsProcessor):
+    """XTC, "exclude top choices" (llama.cpp ``xtc``, after kobold.cpp / text-generation-webui): with
+    probability ``probability`` per row and step, every token whose probability is ``>= threshold`` is
+    removed (set to ``-inf``) except the least probable of them; nothing happens when fewer than two
+    qualify, or when fewer than ``min_tokens_to_keep`` tokens would remain (in place). ``threshold``,
+    ``probability``: floats in [0, 1], or one per row (a threshold above 0.5 never applies: at most one
+    token can reach it). No transformers counterpart.
+
+    **Whether it applies** is drawn from the row's random stream, so it is reproducible: in a call that
+    also draws the tokens (``LogitsPipeline.sample``, ``fastlogits.generate``), from the draw's stream at
+    that step (its per-row keys included: a row decides the same wherever it sits in the batch); in a plain
+    call, from ``(seed, row, history length)`` (``seed=None``: a fresh random seed). Among tokens tied at the
+    least qualifying probability, the one with the highest id is kept (llama.cpp's sort leaves it open)."""
+
+    def __init__(
+        self,
+        threshold: float | Sequence[float],
+        probability: float | Sequence[float],
+        min_tokens_to_keep: int = 1,
+        seed: int | None = None,
+    ):
+        self.threshold = _floats(threshold, "xtc_threshold", "a float in [0, 1]")
+        self.probability = _floats(probability, "xtc_probability", "a float in [0, 1]")
+        check_min_tokens(min_tokens_to_keep)
+        self.min_tokens_to_keep = min_tokens_to_keep
+        self.seed = check_seed(seed)
+        self._spec = _native.Processor.xtc(self.threshold, self.probability, min_tokens_to_keep, self.seed)
+
+
+#: llama.cpp's default DRY sequence breakers.
+DRY_SEQUENCE_BREAKERS = ("\n", ":", '"', "*")
+
+
+def dry_sequence_breaker_ids(tokenizer: Any, breakers: Sequence[str] = DRY_SEQUENCE_BREAKERS) -> list[int]:
+    """The ids of the tokens whose text contains one of ``breakers`` (default: llama.cpp's newline, ``:``,
+    ``"``, ``*``), for :class:`DRYLogitsProcessor`'s ``sequence_breaker_ids``. ``tokenizer``: a transformers
+    tokenizer (its ``batch_decode``). llama.cpp also treats a string split over several tokens as a
+    multi-token breaker; fastlogits' breakers are single tokens."""
+    if isinstance(breakers, str) or not all(isinstance(b, str) and b for b in breakers):
+        raise InvalidArgumentError(
+            f"`dry_sequence_breakers` has to be a list of non-empty strings, but is {breakers!r}"
+        )
+    vocab = len(tokenizer)
+    texts = tokenizer.batch_decode([[i] for i in range(vocab)])
+    return [i for i, text in enumerate(texts) if any(b in text for b in breakers)]
+
+
+class DRYLogitsProcessor(FastLogitsProcessor):
+    """DRY, "Don't Repeat Yourself" (llama.cpp ``dry``, after kobold.cpp): a token that would extend a repeat
+    of an earlier part of the context loses ``multiplier * base ** (length - allowed_length)``, for repeats
+    of ``length >= allowed_length`` tokens (in place). ``penalty_last_n``: how many of the last tokens count
+    (-1: the whole history, 0: off). Repeats do not reach back past a sequence breaker
+    (``sequence_breaker_ids``: token ids, see :func:`dry_sequence_breaker_ids`), and a breaker is never
+    penalized. ``multiplier=0`` is off. No transformers counterpart.
+
+    The row's repeats are kept up to date as its history grows (like the n-gram ban): a step costs
+    O(earlier occurrences of the newest token), not O(history) or O(history²). The exponent is capped as
+    llama.cpp caps it (``88.72 / ln(base)``)."""
+
+    def __init__(
+        self,
+        multiplier: float,
+        base: float = 1.75,
+        allowed_length: int = 2,
+        sequence_breaker_ids: Sequence[int] = (),
+        penalty_last_n: int = -1,
+    ):
+        self.multiplier = as_float(multiplier, "dry_multiplier", "a finite float >= 0")
+        self.base = as_float(base, "dry_base", "a finite float >= 1")
+        for name, v in (("dry_allowed_length", allowed_length), ("dry_penalty_last_n", penalty_last_n)):
+            if not is_int(v):
+                raise InvalidArgumentError(f"`{name}` has to be an int, but is {v!r}")
+        self.allowed_length = int(allowed_length)
+        self.penalty_last_n = int(penalty_last_n)
+        self.sequence_breaker_ids = token_list(sequence_breaker_ids, "sequence_breaker_ids")
+        self._spec = _native.Processor.dry(
+            self.multiplier, self.base, self.allowed_length, self.sequence_breaker_ids, self.penalty_last_n
         )
 
 

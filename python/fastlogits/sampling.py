@@ -17,7 +17,7 @@ from . import _native
 from ._arrays import as_scores, to_like
 from ._validate import check_seed, check_seeds, check_step
 
-__all__ = ["sample", "greedy", "log_softmax", "top_logprobs", "Sampler", "stream_key"]
+__all__ = ["sample", "greedy", "log_softmax", "top_logprobs", "Sampler", "MirostatV2Sampler", "stream_key"]
 
 
 def stream_key(seed: int, *names: Any) -> int:
@@ -95,3 +95,64 @@ class Sampler:
 
     def __repr__(self) -> str:
         return f"Sampler(seed={self.seed}, step={self.step})"
+
+
+class MirostatV2Sampler:
+    """Mirostat 2.0 (Basu et al., arXiv 2007.14966; llama.cpp ``mirostat_v2``): a sampler (the draw stage)
+    that steers each row's surprise toward ``tau`` bits. Per row it keeps a state ``mu`` (starting at
+    ``2 * tau``); at each call it leaves out the tokens whose surprise ``-log2 p`` exceeds ``mu`` (never the
+    most likely one), draws from the softmax of the rest, and sets ``mu -= eta * (s - tau)`` with ``s`` the
+    drawn token's surprise among those kept.
+
+    >>> mirostat = MirostatV2Sampler(tau=5.0, eta=0.1)
+    >>> tokens = mirostat(scores, seed=0, step=t)   # at each step; mirostat.mu: the rows' state
+
+    ``seed`` / ``step``: as :func:`sample` (an int or one key per row). The state is for one batch: a call
+    with another number of rows raises; :meth:`reset` forgets it, :meth:`reorder` follows reordered rows
+    (beams). The scores are not modified."""
+
+    def __init__(self, tau: float = 5.0, eta: float = 0.1):
+        for name, v in (("mirostat_tau", tau), ("mirostat_eta", eta)):
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, (int, float, np.number))
+                or not (0 <= float(v) < np.inf)
+            ):
+                raise _native.InvalidArgumentError(f"`{name}` has to be a finite float >= 0, but is {v!r}")
+        self.tau, self.eta = float(tau), float(eta)
+        self.mu: np.ndarray | None = None
+
+    def __call__(self, scores: Any, *, seed: Any = None, step: int = 0) -> Any:
+        work = _read(scores)
+        rows = work.shape[0]
+        if self.mu is None:
+            self.mu = np.full(rows, 2.0 * self.tau, dtype=np.float32)
+        elif len(self.mu) != rows:
+            raise _native.ShapeError(
+                f"this MirostatV2Sampler holds the state of {len(self.mu)} rows but scores has {rows}: "
+                "call reset() for a new batch"
+            )
+        tokens = _native.mirostat_v2(work, check_seeds(seed), check_step(step), self.tau, self.eta, self.mu)
+        return to_like(tokens, scores)
+
+    def reset(self) -> None:
+        """Forgets the rows' state (the next call starts from ``2 * tau``)."""
+        self.mu = None
+
+    def reorder(self, index: Any) -> None:
+        """Row ``i`` continues row ``index[i]`` (beam search's reordering)."""
+        if self.mu is not None:
+            idx = np.asarray(index, dtype=np.int64)
+            if (
+                idx.ndim != 1
+                or len(idx) != len(self.mu)
+                or idx.min(initial=0) < 0
+                or idx.max(initial=0) >= len(self.mu)
+            ):
+                raise _native.InvalidArgumentError(
+                    f"`index` has to hold {len(self.mu)} row indices in [0, {len(self.mu)}), got {index!r}"
+                )
+            self.mu = self.mu[idx].copy()
+
+    def __repr__(self) -> str:
+        return f"MirostatV2Sampler(tau={self.tau}, eta={self.eta})"

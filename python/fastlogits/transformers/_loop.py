@@ -23,9 +23,11 @@ from .._validate import check_seeds
 from ..beam import BeamSearch
 from ..errors import FastLogitsError, InvalidArgumentError
 from ..pipeline import (
+    SAMPLER_EXTENSIONS,
     build_chain,
     check_generation_values,
     encoder_settings,
+    mirostat_sampler,
     resolve_settings,
     unsupported_setting,
 )
@@ -289,13 +291,17 @@ class _Decoding:
         # The chain through the one builder (see `_step_processors`); `logits_processor` is the list transformers
         # built, kept for comparison and as the fallback.
         self.hf_processors = list(logits_processor)
+        extensions = dict(extensions or {})
+        # Mirostat replaces the draw (sampling only); the other extensions are the builder's.
+        self.mirostat = mirostat_sampler(
+            {k: extensions.pop(k) for k in SAMPLER_EXTENSIONS if k in extensions}
+        )
+        if self.mirostat is not None and (not cfg.do_sample or self.num_beams > 1):
+            raise InvalidArgumentError(
+                "`mirostat=2` draws the tokens: it needs do_sample=True and num_beams=1"
+            )
         self.processors, self.chain_source = _step_processors(
-            cfg,
-            input_ids,
-            model_kwargs.get("attention_mask"),
-            logits_processor,
-            user_processors,
-            extensions or {},
+            cfg, input_ids, model_kwargs.get("attention_mask"), logits_processor, user_processors, extensions
         )
         self.chain = NativeChain(self.processors)
         self.criteria = list(stopping_criteria)
@@ -365,7 +371,10 @@ class _Decoding:
             del out
             work = logits.numpy()
             history = np.ascontiguousarray(ids[:, :cur])
-            if cfg.do_sample:
+            if self.mirostat is not None:
+                self.chain(history, work)
+                nxt = self.mirostat(work, seed=self.seed, step=step)
+            elif cfg.do_sample:
                 # The processed scores are only kept for output_scores; otherwise `work` is scratch.
                 nxt = self.chain.sample(
                     history, work, self.seed, step, write_scores=outputs.scores is not None

@@ -62,6 +62,16 @@ class DynamicTemperatureLogitsWarper(P.DynamicTemperatureLogitsWarper, LogitsPro
     _returns_new = True
 
 
+class XTCLogitsWarper(P.XTCLogitsWarper, LogitsProcessor):
+    __doc__ = P.XTCLogitsWarper.__doc__
+    _returns_new = True
+
+
+class DRYLogitsProcessor(P.DRYLogitsProcessor, LogitsProcessor):
+    __doc__ = P.DRYLogitsProcessor.__doc__
+    _returns_new = True
+
+
 class EpsilonLogitsWarper(P.EpsilonLogitsWarper, LogitsProcessor):
     __doc__ = P.EpsilonLogitsWarper.__doc__
     _returns_new = True

@@ -325,3 +325,101 @@ mod tests {
         assert!((st.sum_xe - want_xe).abs() / want_xe.abs() < 1e-6);
     }
 }
+
+/// Summary of a row's finite values (see [`finite_moments`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Moments {
+    /// How many values are finite (not `-inf`).
+    pub n: usize,
+    pub max: f32,
+    pub min: f32,
+    pub sum: f64,
+    /// Sum of squares.
+    pub sq: f64,
+}
+
+dispatch_fn! {
+    /// Over the finite (not `-inf`) values of `row`, in one read: their count, max, min, sum and sum of
+    /// squares ([`LANES`] f32 accumulators per block of 512, added up in f64).
+    pub fn finite_moments(row: &[f32]) -> Moments {
+        let mut m = Moments { n: 0, max: f32::NEG_INFINITY, min: f32::INFINITY, sum: 0.0, sq: 0.0 };
+        for blk in row.chunks(FLUSH) {
+            // Compare-and-select and bit masks (not f32::max / branches) keep every lane an f32 vector.
+            let mut n = [0u32; LANES];
+            let mut mx = [f32::NEG_INFINITY; LANES];
+            let mut mn = [f32::INFINITY; LANES];
+            let mut s = [0.0f32; LANES];
+            let mut q = [0.0f32; LANES];
+            let c = blk.chunks_exact(LANES);
+            let tail = c.remainder();
+            for ch in c {
+                #[allow(clippy::needless_range_loop)]
+                for j in 0..LANES {
+                    let x = ch[j];
+                    let keep = 0u32.wrapping_sub((x > f32::NEG_INFINITY) as u32); // all ones if finite
+                    let v = f32::from_bits(x.to_bits() & keep);
+                    let y = f32::from_bits((x.to_bits() & keep) | (f32::INFINITY.to_bits() & !keep));
+                    n[j] = n[j].wrapping_add(keep & 1);
+                    mx[j] = if x > mx[j] { x } else { mx[j] };
+                    mn[j] = if y < mn[j] { y } else { mn[j] };
+                    s[j] += v;
+                    q[j] = v.mul_add(v, q[j]);
+                }
+            }
+            for &x in tail.iter().filter(|x| **x > f32::NEG_INFINITY) {
+                m.n += 1;
+                m.max = m.max.max(x);
+                m.min = m.min.min(x);
+                m.sum += x as f64;
+                m.sq += x as f64 * x as f64;
+            }
+            for j in 0..LANES {
+                m.n += n[j] as usize;
+                m.max = m.max.max(mx[j]);
+                m.min = m.min.min(mn[j]);
+                m.sum += s[j] as f64;
+                m.sq += q[j] as f64;
+            }
+        }
+        m
+    }
+}
+
+dispatch_fn! {
+    /// `(sum e, sum e * (x - max))` over a row and its weights `e = exp(x - max)` (from [`exp_into`]), for
+    /// an entropy `ln Z - xe / Z` that keeps its relative precision near 0 (one dominant token): the
+    /// weights of the maximal values (exactly 1) are counted apart, the others summed in f32 lanes per
+    /// block of 512 and in f64 across blocks, so the dominant 1.0 never swallows them.
+    pub fn entropy_sums(row: &[f32], max: f32, e: &[f32]) -> (f64, f64) {
+        let (mut ones, mut z, mut xe) = (0.0f64, 0.0f64, 0.0f64);
+        for (rb, eb) in row.chunks(FLUSH).zip(e.chunks(FLUSH)) {
+            let (mut n1, mut s, mut q) = ([0.0f32; LANES], [0.0f32; LANES], [0.0f32; LANES]);
+            let rc = rb.chunks_exact(LANES);
+            let (rt, et) = (rc.remainder(), &eb[rb.len() - rb.len() % LANES..]);
+            for (r, w) in rc.zip(eb.chunks_exact(LANES)) {
+                for j in 0..LANES {
+                    let one = w[j] >= 1.0;
+                    n1[j] += if one { 1.0 } else { 0.0 };
+                    s[j] += if one { 0.0 } else { w[j] };
+                    // exp(-inf) * -inf must count as 0: the difference is selected first.
+                    let d = if w[j] > 0.0 { r[j] - max } else { 0.0 };
+                    q[j] = w[j].mul_add(d, q[j]);
+                }
+            }
+            for (&x, &w) in rt.iter().zip(et) {
+                if w >= 1.0 {
+                    ones += 1.0;
+                } else {
+                    z += w as f64;
+                }
+                xe += if w > 0.0 { w as f64 * (x - max) as f64 } else { 0.0 };
+            }
+            for j in 0..LANES {
+                ones += n1[j] as f64;
+                z += s[j] as f64;
+                xe += q[j] as f64;
+            }
+        }
+        (ones + z, xe)
+    }
+}

@@ -200,6 +200,7 @@ impl Pipeline {
         let uses_history = self.uses_history;
         let shared = Seeds::Shared(0);
         let (seeds, step, write) = draw.as_ref().map_or((&shared, 0, true), |d| (d.0, d.1, d.3));
+        let stream = draw.as_ref().map(|d| (d.0, d.1));
         let drawing = draw.is_some();
         let mut outs: Vec<Option<&mut i64>> = match &mut draw {
             Some(d) => d.2.iter_mut().map(Some).collect(),
@@ -235,7 +236,7 @@ impl Pipeline {
                             ),
                             None => Row::with_undo(w.buf, s, &mut mem.undo),
                         };
-                        let at = At { row: r, len: seq_len, hist: &mem.hist.ids };
+                        let at = At { row: r, len: seq_len, hist: &mem.hist.ids, draw: stream };
                         for p in &mem.chain[..k] {
                             p.apply(&mut row, &at);
                         }
@@ -294,7 +295,7 @@ impl Pipeline {
                         Row::resume(w.buf, s, mem.suspended, &mut mem.kept, input)
                     }
                 };
-                let at = At { row: r, len: seq_len, hist: &mem.hist.ids };
+                let at = At { row: r, len: seq_len, hist: &mem.hist.ids, draw: stream };
                 for p in &mem.chain[start..] {
                     p.apply(&mut row, &at);
                 }
@@ -331,6 +332,7 @@ impl Pipeline {
         let input = src.unwrap_or(scores);
         check_scores(input, vocab, false)?;
         let elements = input.len();
+        let stream = draw.as_ref().map(|d| (d.0, d.1));
         if self.uses_history {
             pool::for_each_mut(&mut self.rows, elements, |r, mem| {
                 mem.hist.sync(row_of(ids, r, seq_len), vocab, &mut mem.chain);
@@ -344,7 +346,8 @@ impl Pipeline {
             pool::for_each_mut(&mut rows, elements, |r, (buf, mem)| {
                 with_scratch(|s| {
                     let mut row = Row::new(buf, s);
-                    mem.chain[j].apply(&mut row, &At { row: r, len: seq_len, hist: &mem.hist.ids });
+                    mem.chain[j]
+                        .apply(&mut row, &At { row: r, len: seq_len, hist: &mem.hist.ids, draw: stream });
                     row.finish();
                 });
             });

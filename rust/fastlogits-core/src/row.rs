@@ -17,7 +17,10 @@
 
 use std::cell::RefCell;
 
-use crate::kernels::{count_at_least, div_inplace, exp_into, exp_into_xe, mask_below, row_max, ExpStats};
+use crate::kernels::{
+    count_at_least, div_inplace, entropy_sums, exp_into, exp_into_xe, finite_moments, mask_below, row_max,
+    ExpStats, Moments,
+};
 use crate::select::{
     boundary_by_mass, buckets_below_max, buckets_typical, collect_at_least, kth_largest, lowered, max_key,
     top_candidates, top_candidates_ext, typical_key, Cand, Histogram, MassItem,
@@ -857,36 +860,23 @@ impl Row<'_> {
     }
 }
 
-/// See [`Row::finite_moments`].
-struct Moments {
-    n: usize,
-    max: f32,
-    min: f32,
-    sum: f64,
-    sq: f64,
-}
-
 impl Row<'_> {
-    /// The finite values of the row (after any pending temperature): their count, max, min, sum and sum of
-    /// squares (in f64). Dense rows are finished first.
+    /// The finite values of the row (after any pending temperature): count, max, min, sum, sum of squares.
+    /// Dense rows are finished first.
     fn finite_moments(&mut self) -> Moments {
-        if !self.sparse {
-            self.finish();
+        if self.sparse {
+            let mut m = Moments { n: 0, max: NEG_INF, min: f32::INFINITY, sum: 0.0, sq: 0.0 };
+            for &(_, x) in self.s.kept.iter().filter(|c| c.1 > NEG_INF) {
+                m.n += 1;
+                m.max = m.max.max(x);
+                m.min = m.min.min(x);
+                m.sum += x as f64;
+                m.sq += x as f64 * x as f64;
+            }
+            return m;
         }
-        let values: Box<dyn Iterator<Item = f32> + '_> = if self.sparse {
-            Box::new(self.s.kept.iter().map(|c| c.1))
-        } else {
-            Box::new(self.buf.iter().copied())
-        };
-        let mut m = Moments { n: 0, max: NEG_INF, min: f32::INFINITY, sum: 0.0, sq: 0.0 };
-        for x in values.filter(|x| *x > NEG_INF) {
-            m.n = m.n.saturating_add(1);
-            m.max = m.max.max(x);
-            m.min = m.min.min(x);
-            m.sum += x as f64;
-            m.sq += x as f64 * x as f64;
-        }
-        m
+        self.finish();
+        finite_moments(self.buf)
     }
 
     /// Sets the values `< cut` to `filter` (dense) or drops them (sparse).
@@ -933,20 +923,16 @@ impl Row<'_> {
         }
         let max = m.max;
         // Entropy of softmax over the finite values: ln Z - E[x - max].
-        let (mut z, mut xe) = (0.0f64, 0.0f64);
-        let mut add = |x: f32| {
-            if x > NEG_INF {
-                let d = (x - max) as f64;
-                let e = d.exp();
-                z += e;
-                xe += e * d;
-            }
-        };
-        if self.sparse {
-            self.s.kept.iter().for_each(|c| add(c.1));
+        let (z, xe) = if self.sparse {
+            self.s.kept.iter().filter(|c| c.1 > NEG_INF).fold((0.0f64, 0.0f64), |(z, xe), c| {
+                let d = (c.1 - max) as f64;
+                (z + d.exp(), xe + d.exp() * d)
+            })
         } else {
-            self.buf.iter().for_each(|&x| add(x));
-        }
+            self.s.e.resize(self.buf.len(), 0.0);
+            exp_into(self.buf, max, 1.0, &mut self.s.e);
+            entropy_sums(self.buf, max, &self.s.e)
+        };
         let entropy = (z.ln() - xe / z).max(0.0);
         let normalized = (entropy / (m.n as f64).ln()).min(1.0);
         let (lo, hi) = ((t - range).max(0.0), t + range);
@@ -960,6 +946,62 @@ impl Row<'_> {
             self.s.kept.iter_mut().for_each(|c| c.1 /= t32);
         } else {
             div_inplace(self.buf, t32);
+        }
+    }
+}
+
+impl Row<'_> {
+    /// XTC, "exclude top choices" (llama.cpp `xtc`), once the row's draw decided it applies: of the tokens
+    /// whose probability (softmax over the finite values) is `>= threshold`, all but the least probable one
+    /// are set to -inf, when at least two qualify and `min_keep` tokens remain. Among tokens tied at that
+    /// least probability, the one with the highest id is kept (llama.cpp's sort leaves the choice open).
+    pub fn xtc(&mut self, threshold: f64, min_keep: usize) {
+        let m = self.finite_moments();
+        if m.n < 2 {
+            return;
+        }
+        // p >= threshold  <=>  x >= max + ln(threshold) + ln(Z), Z = sum exp(x - max).
+        let z = if self.sparse {
+            self.s.kept.iter().filter(|c| c.1 > NEG_INF).map(|c| ((c.1 - m.max) as f64).exp()).sum::<f64>()
+        } else {
+            self.s.e.resize(self.buf.len(), 0.0);
+            exp_into(self.buf, m.max, 1.0, &mut self.s.e)
+        };
+        let cut = m.max as f64 + threshold.ln() + z.ln();
+        let s = &mut *self.s;
+        s.cands.clear();
+        // (x as f64 >= cut  <=>  x >= the least f32 at or above cut)
+        let cut32 = {
+            let c = cut as f32;
+            if (c as f64) < cut {
+                c.next_up()
+            } else {
+                c
+            }
+        };
+        if self.sparse {
+            s.cands.extend(s.kept.iter().filter(|c| c.1 >= cut32));
+        } else {
+            collect_at_least(self.buf, cut32, usize::MAX, &mut s.cands);
+        }
+        let qualify = s.cands.len();
+        if qualify < 2 || m.n.saturating_sub(qualify - 1) < min_keep {
+            return;
+        }
+        // The one kept: the least value, ties to the highest id.
+        let keep = s.cands.iter().copied().fold(s.cands[0], |a, c| {
+            if c.1 < a.1 || (c.1 == a.1 && c.0 > a.0) {
+                c
+            } else {
+                a
+            }
+        });
+        if self.sparse {
+            s.kept.retain(|c| (c.1 as f64) < cut || c.0 == keep.0);
+        } else {
+            for &(i, _) in s.cands.iter().filter(|c| c.0 != keep.0) {
+                self.buf[i as usize] = NEG_INF;
+            }
         }
     }
 }

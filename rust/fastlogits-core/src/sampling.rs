@@ -231,6 +231,59 @@ pub fn sample(scores: &[f32], vocab: usize, seeds: &Seeds, step: u64, out: &mut 
     }
 }
 
+/// Mirostat 2.0 (llama.cpp `mirostat_v2`; Basu et al., arXiv 2007.14966): per row, the tokens whose surprise
+/// `-log2 p` (p: softmax of the row) exceeds the row's `mu[r]` are left out (the most likely token never is),
+/// one token is drawn from the softmax of the rest with the row's uniform of `seeds` at `step`, and
+/// `mu[r] -= eta * (-log2 p' - tau)`, p' the drawn token's probability among those kept. The scores are
+/// read only. Errors (NaN / `+inf`, an all `-inf` row) are reported before any `mu` changes.
+#[allow(clippy::too_many_arguments)]
+pub fn mirostat_v2(
+    scores: &[f32],
+    vocab: usize,
+    seeds: &Seeds,
+    step: u64,
+    tau: f32,
+    eta: f32,
+    mu: &mut [f32],
+    out: &mut [i64],
+) -> Result<()> {
+    let batch = batch_of(scores.len(), vocab)?;
+    check_out(out.len(), batch)?;
+    seeds.check(batch, "rows")?;
+    if mu.len() != batch {
+        return Err(Error::shape(format!("`mu` has {} rows but scores has {batch}", mu.len())));
+    }
+    check_scores(scores, vocab, true)?;
+    let ln2 = std::f64::consts::LN_2;
+    let mut work: Vec<(&[f32], (&mut i64, &mut f32))> =
+        scores.chunks(vocab).zip(out.iter_mut().zip(mu.iter_mut())).collect();
+    pool::for_each_mut(&mut work, scores.len(), |r, (row, (o, m))| {
+        with_scratch(|s| {
+            let max = crate::kernels::row_max(row); // (finite: checked)
+            s.e.resize(row.len(), 0.0);
+            let z = crate::kernels::exp_into(row, max, 1.0, &mut s.e);
+            // surprise(x) <= mu  <=>  x >= max + ln Z - mu ln 2
+            let cut = max as f64 + z.ln() - **m as f64 * ln2;
+            let cut32 = if ((cut as f32) as f64) < cut { (cut as f32).next_up() } else { cut as f32 };
+            crate::select::collect_at_least(row, cut32.min(max), usize::MAX, &mut s.cands);
+            if !s.cands.iter().any(|c| c.1 as f64 >= cut) {
+                // Nothing within mu: the most likely token alone (the first of equal ones).
+                let first = row.iter().position(|&x| x == max).unwrap_or(0);
+                s.cands.clear();
+                s.cands.push((first as u32, max));
+            } else {
+                s.cands.retain(|c| c.1 as f64 >= cut);
+            }
+            let t = draw_among(&s.cands, max, seeds.uniform(r, step));
+            let z_kept: f64 = s.cands.iter().map(|c| ((c.1 - max) as f64).exp()).sum();
+            let p = ((row[t] - max) as f64).exp() / z_kept;
+            **m -= (eta as f64 * (-p.log2() - tau as f64)) as f32;
+            **o = t as i64;
+        })
+    });
+    Ok(())
+}
+
 /// Index of the first maximum of each row (`torch.argmax`). An all `-inf` row is an error when
 /// `strict`, else gives 0 as `torch.argmax` does.
 pub fn greedy(scores: &[f32], vocab: usize, out: &mut [i64], strict: bool) -> Result<()> {

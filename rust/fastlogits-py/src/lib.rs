@@ -30,6 +30,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<beam::PyBeamSearch>()?;
     m.add_function(wrap_pyfunction!(sampling::sample, m)?)?;
     m.add_function(wrap_pyfunction!(sampling::greedy, m)?)?;
+    m.add_function(wrap_pyfunction!(sampling::mirostat_v2, m)?)?;
     m.add_function(wrap_pyfunction!(sampling::log_softmax, m)?)?;
     m.add_function(wrap_pyfunction!(sampling::top_logprobs, m)?)?;
     m.add_function(wrap_pyfunction!(sampling::set_num_threads, m)?)?;

@@ -93,6 +93,20 @@ impl PyProcessor {
     }
 
     #[staticmethod]
+    fn xtc(
+        py: Python<'_>,
+        threshold: &Bound<'_, PyAny>,
+        probability: &Bound<'_, PyAny>,
+        min_tokens_to_keep: &Bound<'_, PyAny>,
+        seed: u64,
+    ) -> PyResult<Self> {
+        let t = per_row_f64(py, threshold, "xtc_threshold")?;
+        let p = per_row_f64(py, probability, "xtc_probability")?;
+        let m = count(py, min_tokens_to_keep, "min_tokens_to_keep")?;
+        wrap(CoreProcessor::xtc(t, p, m, seed))
+    }
+
+    #[staticmethod]
     fn top_h(top_h: f64, filter_value: f32) -> PyResult<Self> {
         wrap(CoreProcessor::top_h(top_h, filter_value))
     }
@@ -143,6 +157,21 @@ impl PyProcessor {
     #[staticmethod]
     fn no_repeat_ngram(py: Python<'_>, ngram_size: &Bound<'_, PyAny>) -> PyResult<Self> {
         wrap(CoreProcessor::no_repeat_ngram(count(py, ngram_size, "ngram_size")?))
+    }
+
+    #[staticmethod]
+    fn dry(
+        py: Python<'_>,
+        multiplier: f64,
+        base: f64,
+        allowed_length: &Bound<'_, PyAny>,
+        sequence_breaker_ids: &Bound<'_, PyAny>,
+        penalty_last_n: &Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
+        let allowed = count(py, allowed_length, "dry_allowed_length")?;
+        let breakers = token_list(py, sequence_breaker_ids, "sequence_breaker_ids")?;
+        let last_n = count(py, penalty_last_n, "dry_penalty_last_n")?;
+        wrap(CoreProcessor::dry(multiplier, base, allowed, &breakers, last_n))
     }
 
     /// `entries`: `[(token ids, bias), ...]` in dict order.

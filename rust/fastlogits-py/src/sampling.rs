@@ -45,6 +45,30 @@ pub(crate) fn greedy<'py>(
     Ok(PyArray1::from_vec(py, out))
 }
 
+/// Mirostat 2.0 draws (one token per row); `mu`: the rows' float32 state, updated in place.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn mirostat_v2<'py>(
+    py: Python<'py>,
+    scores: &Bound<'py, PyAny>,
+    seed: &Bound<'py, PyAny>,
+    step: u64,
+    tau: f32,
+    eta: f32,
+    mu: &Bound<'py, PyArray1<f32>>,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    let seeds = seeds_of(py, seed)?;
+    let s = scores_ro(py, scores)?;
+    let (b, v) = (s.shape()[0], s.shape()[1]);
+    let buf = s.as_slice().map_err(|e| argument_error(py, e.to_string()))?;
+    let mut m = mu.try_readwrite().map_err(|e| argument_error(py, format!("`mu`: {e}")))?;
+    let m = m.as_slice_mut().map_err(|e| argument_error(py, format!("`mu`: {e}")))?;
+    let mut out = vec![0i64; b];
+    py.detach(|| core::sampling::mirostat_v2(buf, v, &seeds, step, tau, eta, m, &mut out))
+        .map_err(core_err)?;
+    Ok(PyArray1::from_vec(py, out))
+}
+
 /// log_softmax of every row, as a new float32 array.
 #[pyfunction]
 pub(crate) fn log_softmax<'py>(

@@ -34,9 +34,11 @@ pub mod warpers;
 pub use bans::{LogitBias, NGramIndex, NoRepeatNGram, SequenceBias, SuppressTokens};
 pub use length::{ExponentialDecay, MinLength, MinNewTokens, SuppressTokensAtBegin};
 pub use params::PerRow;
-pub use penalties::{DistinctTokens, FrequencyPenalty, PresencePenalty, RepetitionPenalty, TokenCounts};
+pub use penalties::{
+    DistinctTokens, Dry, FrequencyPenalty, PresencePenalty, Repeats, RepetitionPenalty, TokenCounts,
+};
 pub use warpers::{
-    DynamicTemperature, Epsilon, Eta, MinP, Temperature, TopH, TopK, TopNSigma, TopP, Typical,
+    DynamicTemperature, Epsilon, Eta, MinP, Temperature, TopH, TopK, TopNSigma, TopP, Typical, Xtc,
 };
 
 /// What a processor does to a row (the pipeline plans each call from it).
@@ -78,12 +80,14 @@ pub struct Range {
 }
 
 /// Where a row is processed: its index in the batch (per-row parameters), its history's length and
-/// ids (the ids are empty for chains that do not read them).
+/// ids (the ids are empty for chains that do not read them), and, in a call that also draws the tokens,
+/// the random streams of the draw and its step (processors that need randomness take theirs from there).
 #[derive(Debug, Clone, Copy)]
 pub struct At<'a> {
     pub row: usize,
     pub len: usize,
     pub hist: &'a [u32],
+    pub draw: Option<(&'a crate::sampling::Seeds<'a>, u64)>,
 }
 
 /// One logits processor: its class, its per-call checks and bounds, its per-row state and what it does
@@ -228,6 +232,8 @@ processors! {
     TopNSigma(TopNSigma),
     /// Dynamic temperature (llama.cpp `temp_ext`).
     DynamicTemperature(DynamicTemperature),
+    /// XTC (llama.cpp `xtc`).
+    Xtc(Xtc),
     /// `EpsilonLogitsWarper`.
     Epsilon(Epsilon),
     /// `EtaLogitsWarper`.
@@ -238,6 +244,8 @@ processors! {
     PresencePenalty(PresencePenalty),
     /// OpenAI / vLLM frequency penalty.
     FrequencyPenalty(FrequencyPenalty),
+    /// DRY (llama.cpp `dry`).
+    Dry(Dry),
     /// `NoRepeatNGramLogitsProcessor`.
     NoRepeatNGram(NoRepeatNGram),
     /// `SequenceBiasLogitsProcessor` / `NoBadWordsLogitsProcessor`.

@@ -316,6 +316,70 @@ impl Rule for DynamicTemperature {
     }
 }
 
+/// XTC, "exclude top choices" (llama.cpp `xtc`); no transformers counterpart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Xtc {
+    pub threshold: PerRow<f64>,
+    pub probability: PerRow<f64>,
+    pub min_keep: usize,
+    /// The stream of a call that does not draw (the draw's streams are used when it does).
+    pub seed: u64,
+}
+
+/// The element of a row's stream (at a step) that decides whether XTC applies; the draw uses element 0.
+const XTC_STREAM_INDEX: u32 = 1;
+
+impl Processor {
+    pub fn xtc(threshold: PerRow<f64>, probability: PerRow<f64>, min_keep: i64, seed: u64) -> Result<Self> {
+        let unit = |name: &'static str| {
+            move |v: f64| {
+                if (0.0..=1.0).contains(&v) {
+                    Ok(v)
+                } else {
+                    Err(Error::param(format!("`{name}` has to be a float in [0, 1], but is {v}")))
+                }
+            }
+        };
+        let threshold = threshold.try_map("xtc_threshold", unit("xtc_threshold"))?;
+        let probability = probability.try_map("xtc_probability", unit("xtc_probability"))?;
+        Ok(Xtc { threshold, probability, min_keep: check_min_keep(min_keep)?, seed }.into())
+    }
+}
+
+impl Rule for Xtc {
+    const NAME: &'static str = "XTCLogitsWarper";
+    // The history's length is the step of a call that does not draw.
+    const CLASS: Class = Class { effect: Effect::Selective, reads: Reads::Length };
+    type State = ();
+
+    fn new_state(&self, _: usize) {}
+
+    fn check(&self, batch: usize, _: usize) -> Result<()> {
+        self.threshold.check_batch("xtc_threshold", batch)?;
+        self.probability.check_batch("xtc_probability", batch)
+    }
+
+    fn range_after(&self, r: Range, _: usize, _: usize) -> Range {
+        r
+    }
+
+    /// Applies with probability `probability`: the uniform of the row's stream at this step (the draw's
+    /// streams in a call that draws; else `(seed, row, history length)`).
+    fn apply(&self, row: &mut Row, at: &At, _: &()) {
+        let (threshold, probability) = (self.threshold.get(at.row), self.probability.get(at.row));
+        if probability <= 0.0 || threshold > 0.5 {
+            return; // never applies / at most one token can qualify
+        }
+        let u = match at.draw {
+            Some((seeds, step)) => seeds.uniforms(at.row, step, XTC_STREAM_INDEX)[0],
+            None => crate::sampling::uniforms(self.seed, at.row as u64, at.len as u64, XTC_STREAM_INDEX)[0],
+        };
+        if u < probability {
+            row.xtc(threshold, self.min_keep);
+        }
+    }
+}
+
 /// `TypicalLogitsWarper`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Typical {
