@@ -15,7 +15,7 @@ export FASTLOGITS_TOKENIZER ?= $(abspath ../shared/gpt2-tokenizer)
 endif
 FL := $(PY) -m fastlogits
 
-.PHONY: help venv build build-dev test test-rust test-python test-thorough fuzz soak demo bench bench-ctranslate lint fmt clean
+.PHONY: help venv build build-dev test test-rust test-python test-thorough fuzz soak demo bench bench-kernels bench-ctranslate lint fmt clean
 
 help: ## Show this help
 	@echo "fastlogits — targets:"
@@ -71,10 +71,16 @@ demo: build ## The main job: GPT-2 generation with the full sampling chain, next
 	echo && echo "== fastlogits bench --quick ==" && \
 	$(FL) bench --quick --out benches/results/quick
 
-bench: build ## Full benchmarks vs transformers (processors, beam, generation; CTranslate2 rows if installed): benches/results/
+bench: build ## Full benchmarks (processors, new samplers, beam, generation, dataset jobs; CTranslate2 / Ray rows if installed): benches/results/
 	$(PY) benches/bench_processors.py
+	$(PY) benches/bench_samplers.py
 	$(PY) benches/bench_beam.py
 	$(PY) benches/bench_generate.py
+	$(PY) benches/bench_batch.py
+	$(PY) -c "import ray" 2>/dev/null && $(PY) benches/bench_ray.py || echo "(Ray not installed: skipping benches/bench_ray.py)"
+
+bench-kernels: build ## torch's faster paths for the lean GPT-2 step (K×N LM head, torch.compile) vs the exact step
+	$(PY) benches/bench_kernels.py
 
 bench-ctranslate: build ## The generation benchmark with its CTranslate2 rows (pip-installs requirements-bench.txt)
 	$(PIP) install -q -r requirements-bench.txt
