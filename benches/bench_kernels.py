@@ -132,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         "# The lean step with torch's faster paths (same run, interleaved medians)",
         "",
         f"torch {meta['torch']}, {meta['threads']} threads; GPT-2 124M shape, random weights, {PROMPT}-token "
-        f"prompt, {steps} steps × {rounds} rounds. `diff`: max |logit − exact logit| over the steps.",
+        f"prompt, {steps} steps × {rounds} rounds. `diff`: max |logit − exact logit| over the steps. "
+        "`first call`: the prompt's forward, for torch.compile its compilation, with inductor's on-disk cache of "
+        "earlier runs (cold, 15–28 s were measured on this machine).",
         "",
         "| dtype | B | variant | ms / step | × exact | max diff | same argmax | first call (s) |",
         "|---|--:|---|--:|--:|--:|--:|--:|",

@@ -252,3 +252,30 @@ def test_greedy_file_job_equals_model_generate(tiny_checkpoint, prompts_file, tm
         with torch.no_grad():
             ref = model.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=tok.eos_token_id)
         assert row["generated"] == tok.decode(ref[0, ids.shape[1] :], skip_special_tokens=True)
+
+
+def test_a_file_that_is_not_ours_is_left_untouched(cli, tiny_checkpoint, prompts_file, tmp_path):  # noqa: F811
+    """An --output that holds something else (with a last line without newline) is refused, unchanged."""
+    out = tmp_path / "notes.txt"
+    out.write_bytes(b"my notes line 1\nmy precious last line")
+    p = cli("generate", "--input", prompts_file, "--output", str(out), "--model", tiny_checkpoint)
+    assert_one_line_error(p, "not a result row")
+    assert out.read_bytes() == b"my notes line 1\nmy precious last line"
+
+
+def test_lone_surrogates_are_named(cli, tiny_checkpoint, tmp_path):  # noqa: F811
+    src = write_jsonl(tmp_path / "in.jsonl", ['{"prompt": "ok"}', '{"prompt": "bad \\ud800 text"}'])
+    p = cli("generate", "--input", src, "--output", str(tmp_path / "o.jsonl"), "--model", tiny_checkpoint)
+    assert_one_line_error(p, "line 2", "'prompt'", "lone surrogate")
+    src = write_jsonl(tmp_path / "in2.jsonl", ['{"id": "\\udc80", "prompt": "ok"}'])
+    p = cli("generate", "--input", src, "--output", str(tmp_path / "o2.jsonl"), "--model", tiny_checkpoint)
+    assert_one_line_error(p, "line 1", "'id'", "lone surrogate")
+
+
+def test_settings_that_json_changes_still_resume(tiny_checkpoint, prompts_file, tmp_path):  # noqa: F811
+    """logit_bias's int keys become strings in the sidecar: the same settings still resume."""
+    out = tmp_path / "o.jsonl"
+    kw = dict(model=tiny_checkpoint, batch_size=6, max_new_tokens=3, logit_bias={50256: -5.0})
+    assert batch.generate_file(prompts_file, str(out), **kw).generated == 12
+    assert batch.generate_file(prompts_file, str(out), **kw).already_done == 12
+    assert not (tmp_path / "o.jsonl.meta.json.tmp").exists()

@@ -90,6 +90,13 @@ def test_top_n_sigma_small_cases():
     # row 0: mean 2, sigma sqrt(2/3) = 0.816: cut 2.18 keeps 3 only; one finite value / all equal: unchanged
     assert out[0].tolist() == [NEG, NEG, 3.0, NEG]
     assert out[1].tolist() == s[1].tolist() and out[2].tolist() == s[2].tolist()
+    # Far from 0 (a constant added to every score): the float64 reference's kept set, no cancellation.
+    rng = np.random.default_rng(3)
+    for offset in (1e3, 1e4, 3e4, 1e5):
+        far = (offset + rng.standard_normal((2, 50257))).astype(np.float32)
+        got = np.isfinite(run(fl.TopNSigmaLogitsWarper(2.5), far))
+        ref = np.isfinite(np.stack([ref_top_n_sigma(r, 2.5) for r in far]))
+        assert (got == ref).all(), offset
     # The kept set does not depend on the temperature (max and sigma scale alike).
     big = np.random.default_rng(0).normal(0, 3, (4, 500)).astype(np.float32)
     a = np.isfinite(run(fl.TopNSigmaLogitsWarper(1.5), big))
@@ -156,8 +163,10 @@ def test_dynamic_temperature_per_row_equals_row_by_row(case, data):
         (lambda: fl.TopNSigmaLogitsWarper(float("nan")), "top_n_sigma"),
         (lambda: fl.TopNSigmaLogitsWarper([1.0, 0.0]), "top_n_sigma"),
         (lambda: fl.TopNSigmaLogitsWarper("x"), "top_n_sigma"),
-        (lambda: fl.DynamicTemperatureLogitsWarper(0.0, 0.5), "temperature.*> 0"),
-        (lambda: fl.DynamicTemperatureLogitsWarper(1.0, -0.5), "dynatemp_range.*>= 0"),
+        (lambda: fl.DynamicTemperatureLogitsWarper(0.0, 0.5), r"temperature.*\(0, 1.7e38\]"),
+        (lambda: fl.DynamicTemperatureLogitsWarper(1e300, 0.0), "temperature"),  # (not a float32)
+        (lambda: fl.DynamicTemperatureLogitsWarper(1.0, -0.5), r"dynatemp_range.*\[0, 1.7e38\]"),
+        (lambda: fl.DynamicTemperatureLogitsWarper(1.0, 1e39), "dynatemp_range"),
         (lambda: fl.DynamicTemperatureLogitsWarper(1.0, 0.5, float("inf")), "dynatemp_exponent"),
         (lambda: fl.DynamicTemperatureLogitsWarper(1.0, [0.5, -1.0]), "dynatemp_range"),
     ],
@@ -326,6 +335,14 @@ def test_xtc_bad_parameters():
     ]:
         with pytest.raises(fl.InvalidArgumentError, match=needle):
             make()
+    with pytest.raises(fl.InvalidArgumentError, match="`xtc_threshold` is set but `xtc_probability` is not"):
+        fl.LogitsPipeline.from_generation_config(do_sample=True, xtc_threshold=0.2)
+    with pytest.raises(fl.InvalidArgumentError, match="`dry_base` is set but `dry_multiplier` is not"):
+        fl.LogitsPipeline.from_generation_config(dry_base=2.0)
+    # llama.cpp's full parameter set with everything off: accepted, nothing built.
+    off = dict(xtc_probability=0.0, xtc_threshold=0.1, dry_multiplier=0.0, dry_base=1.75, dynatemp_range=0.0,
+               dynatemp_exponent=1.0, mirostat=0, mirostat_tau=5.0)  # fmt: skip
+    assert len(fl.LogitsPipeline.from_generation_config(do_sample=True, top_k=0, **off)) == 0
     pipe = fl.LogitsPipeline.from_generation_config(do_sample=True, top_k=0, xtc_probability=0.5)
     assert [type(p).__name__ for p in pipe] == ["XTCLogitsWarper"] and pipe.processors[0].threshold == 0.1
 
@@ -433,6 +450,14 @@ def test_mirostat_state_and_errors():
     m(s[:2], seed=0)
     with pytest.raises(fl.InvalidArgumentError, match="mirostat_tau"):
         fl.MirostatV2Sampler(tau=-1.0)
+    with pytest.raises(fl.InvalidArgumentError, match="mirostat_tau"):
+        fl.MirostatV2Sampler(tau=1e39)  # (2 * tau beyond float32)
+    with pytest.raises(fl.InvalidArgumentError, match="mirostat_eta"):
+        fl.MirostatV2Sampler(eta=1e300)
+    huge = fl.MirostatV2Sampler(tau=1.0, eta=3e38)  # mu stays finite (clamped), never NaN
+    for t in range(3):
+        huge(s, seed=0, step=t)
+        assert np.isfinite(huge.mu).all()
     with pytest.raises(fl.InvalidArgumentError, match="all -inf"):
         fl.MirostatV2Sampler()(np.full((1, 4), NEG, np.float32), seed=0)
     before = s.copy()
@@ -452,7 +477,10 @@ def test_generate_with_mirostat():
         (dict(kw, mirostat=1), "0 \\(off\\) or 2"),
         (dict(kw, do_sample=False), "do_sample=True"),
         (dict(kw, num_beams=2), "num_beams=1"),
-        (dict(max_new_tokens=3, mirostat_tau=3.0, do_sample=True), "needs `mirostat=2`"),
+        (
+            dict(max_new_tokens=3, mirostat_tau=3.0, do_sample=True),
+            "`mirostat_tau` is set but `mirostat` is not",
+        ),
     ]:
         with pytest.raises(fl.InvalidArgumentError, match=needle):
             fl.generate(model, ids, seed=0, **bad)
@@ -568,7 +596,9 @@ def test_dry_worked_example_and_errors():
     assert out.tolist() == [0.0, 0.0, -1.0, -1.0, 0.0]  # repeats stop at the latest `a`: "b c" at most
     for make, needle in [
         (lambda: fl.DRYLogitsProcessor(-1.0), "dry_multiplier"),
-        (lambda: fl.DRYLogitsProcessor(1.0, 0.5), "dry_base.*>= 1"),
+        (lambda: fl.DRYLogitsProcessor(1.0, 0.5), r"dry_base.*\[1, 3.4e38\]"),
+        (lambda: fl.DRYLogitsProcessor(1e39), "dry_multiplier"),
+        (lambda: fl.DRYLogitsProcessor(1.0, 1e39), "dry_base"),
         (lambda: fl.DRYLogitsProcessor(1.0, 1.75, 0), "dry_allowed_length"),
         (lambda: fl.DRYLogitsProcessor(1.0, 1.75, 2, [-3]), "sequence_breaker_ids"),
         (lambda: fl.DRYLogitsProcessor(1.0, 1.75, 2, [], -2), "dry_penalty_last_n"),
@@ -597,3 +627,25 @@ def test_dry_breakers_from_strings_and_generate():
     assert not torch.equal(plain, dry)
     with pytest.raises(fl.InvalidArgumentError, match="needs `tokenizer=`"):
         fl.generate(model, prompt, dry_multiplier=1.0, dry_sequence_breakers=["\n"], **kw)
+
+
+def test_xtc_follows_the_draw_streams_when_a_python_processor_ends_the_chain():
+    """generate's chain with a Python processor after XTC (or with Mirostat drawing): the native part runs
+    without the fused draw but with its streams, so XTC's decisions still follow the seed and the row keys."""
+    from fastlogits.transformers.convert import NativeChain
+
+    class Identity:
+        def __call__(self, ids, scores):
+            return scores
+
+    s = _two_top_choices(8)
+    ids = np.zeros((8, 3), np.int64)
+
+    def applied(seed):
+        w = s.copy()
+        NativeChain([fl.XTCLogitsWarper(0.1, 0.5, seed=0), Identity()]).sample(ids, w, seed, 0)
+        return tuple(np.isneginf(w[:, 0]))
+
+    assert len({applied(seed) for seed in range(8)}) > 1  # the seed matters
+    keys = [fl.sampling.stream_key(1, i) for i in range(8)]
+    assert applied(keys) == applied(keys[::-1])[::-1]  # each row follows its key

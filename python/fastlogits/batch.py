@@ -179,6 +179,7 @@ def _parse_line(raw: str, index: int, field: str, id_field: str) -> Example:
     text = obj[field]
     if not isinstance(text, str):
         raise DatasetError(f"line {line}: {field!r} is a JSON {type(text).__name__}, not a string")
+    _check_encodable(text, line, field)
     if not text.strip():
         raise DatasetError(f"line {line}: {field!r} is empty")
     if id_field in obj:
@@ -187,9 +188,21 @@ def _parse_line(raw: str, index: int, field: str, id_field: str) -> Example:
             raise DatasetError(
                 f"line {line}: {id_field!r} is a JSON {type(ex_id).__name__}: ids are strings or integers"
             )
+        if isinstance(ex_id, str):
+            _check_encodable(ex_id, line, id_field)
     else:
         ex_id = index
     return Example(ex_id, text, line)
+
+
+def _check_encodable(text: str, line: int, field: str) -> None:
+    """JSON's escapes can spell lone surrogates, which no tokenizer (nor a seed's key) can encode."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise DatasetError(
+            f"line {line}: {field!r} holds a lone surrogate (U+{ord(text[e.start]):04X}, a \\u escape): not text"
+        ) from None
 
 
 def fit_examples(
@@ -309,19 +322,17 @@ def check_output(input_path: str, output: str) -> None:
             raise DatasetError(f"cannot write {path!r}: permission denied")
 
 
-def _done_ids(output: str) -> tuple[set[str], bool]:
-    """The ids already in ``output`` and whether a cut-off last line was removed (the file is truncated to
-    its last complete line). A complete line that is not a result of this job is an error."""
+def _read_output(output: str) -> tuple[set[str], int | None]:
+    """The ids in ``output``'s complete lines, and the length to cut it to if its last line was cut off
+    (None: nothing to cut). Nothing is modified; a complete line that is not a result row is an error."""
     if not os.path.exists(output):
-        return set(), False
-    with open(output, "rb+") as f:
+        return set(), None
+    with open(output, "rb") as f:
         data = f.read()
-        repaired = False
-        if data and not data.endswith(b"\n"):
-            keep = data.rfind(b"\n") + 1
-            f.truncate(keep)
-            data = data[:keep]
-            repaired = True
+    cut = None
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        data = data[:cut]
     done: set[str] = set()
     for i, raw in enumerate(data.splitlines(), 1):
         if not raw.strip():
@@ -334,13 +345,14 @@ def _done_ids(output: str) -> tuple[set[str], bool]:
                 f"{output}: line {i} is not a result row (a JSON object with an 'id'): is this the output of "
                 "another program? Give a new --output"
             ) from None
-    return done, repaired
+    return done, cut
 
 
 def check_settings(output: str, job: dict[str, Any]) -> None:
-    """An output that already holds results must have been started with the settings ``job`` (checked
-    before the model loads where the caller can)."""
+    """An output that already holds something must be results of a job started with the settings ``job``
+    (checked before the model loads where the caller can; nothing is modified)."""
     if os.path.exists(output) and os.path.getsize(output) > 0:
+        _read_output(output)
         _check_meta(output, {"job": job}, resuming=True)
 
 
@@ -356,14 +368,13 @@ def _check_meta(output: str, meta: dict[str, Any], resuming: bool) -> None:
         raise DatasetError(
             f"{path}: cannot read the settings the output {output!r} was started with"
         ) from None
-    diff = sorted(
-        k
-        for k in set(old.get("job", {})) | set(meta["job"])
-        if old.get("job", {}).get(k) != meta["job"].get(k)
-    )
+    # Compared as JSON stores them (dict keys become strings, tuples lists).
+    now_job = json.loads(json.dumps(meta["job"], ensure_ascii=False))
+    old_job = old.get("job", {})
+    diff = sorted(k for k in set(old_job) | set(now_job) if old_job.get(k) != now_job.get(k))
     if diff:
-        was = ", ".join(f"{k}={old.get('job', {}).get(k)!r}" for k in diff)
-        now = ", ".join(f"{k}={meta['job'].get(k)!r}" for k in diff)
+        was = ", ".join(f"{k}={old_job.get(k)!r}" for k in diff)
+        now = ", ".join(f"{k}={now_job.get(k)!r}" for k in diff)
         raise DatasetError(
             f"{output} was started with other settings ({was}; now {now}): resume with the same settings or "
             "give a new --output"
@@ -435,8 +446,12 @@ def run_job(
             input_path, field=field, id_field=id_field, skip_invalid=skip_invalid
         )
     meta = {"job": job, "input": os.path.abspath(input_path), "versions": _versions(), **(extra_meta or {})}
-    done, repaired = _done_ids(output)
-    _check_meta(output, meta, resuming=bool(done))
+    done, cut = _read_output(output)
+    _check_meta(output, meta, resuming=bool(done) or cut is not None)
+    if cut is not None:  # a line a killed run cut short: redone (only now that the file is known to be ours)
+        with open(output, "rb+") as f:
+            f.truncate(cut)
+    repaired = cut is not None
     pending = [ex for ex in examples if _id_key(ex.id) not in done]
     summary = JobSummary(
         total=len(examples),
@@ -449,9 +464,12 @@ def run_job(
         output=output,
         meta=_meta_path(output),
     )
-    with open(_meta_path(output), "w", encoding="utf-8") as f:
+    # Written whole, then renamed: a kill meanwhile leaves the previous sidecar (or none), never half of one.
+    tmp = _meta_path(output) + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=1, ensure_ascii=False)
         f.write("\n")
+    os.replace(tmp, _meta_path(output))
     t0 = time.perf_counter()
     bar = progress(summary.total, summary.already_done) if progress is not None else None
     try:

@@ -46,6 +46,7 @@ from .processors import (
 __all__ = [
     "LogitsPipeline",
     "EXTENSIONS",
+    "check_extensions",
     "mirostat_sampler",
     "resolve_dry_breakers",
     "GENERATION_DEFAULTS",
@@ -131,6 +132,29 @@ EXTENSIONS = (
 )
 
 
+# A setting that only means something with its switch: given without the switch (absent, not 0 = off, as
+# llama.cpp's full parameter sets have it), it would be ignored silently: an error instead.
+_NEEDS_SWITCH = {
+    "xtc_threshold": "xtc_probability",
+    "dynatemp_exponent": "dynatemp_range",
+    "dry_base": "dry_multiplier",
+    "dry_allowed_length": "dry_multiplier",
+    "dry_sequence_breakers": "dry_multiplier",
+    "dry_penalty_last_n": "dry_multiplier",
+    "mirostat_tau": "mirostat",
+    "mirostat_eta": "mirostat",
+}
+
+
+def check_extensions(extensions: dict[str, Any]) -> None:
+    """The fastlogits settings given: each dependent one with its switch (see ``_NEEDS_SWITCH``)."""
+    for name, switch in _NEEDS_SWITCH.items():
+        if extensions.get(name) is not None and extensions.get(switch) is None:
+            raise InvalidArgumentError(
+                f"`{name}` is set but `{switch}` is not: set `{switch}` too (0 is off)"
+            )
+
+
 def resolve_dry_breakers(extensions: dict[str, Any], tokenizer: Any) -> None:
     """``dry_sequence_breakers`` as token ids (in place): strings are looked up with ``tokenizer``; with DRY on
     and no breakers given, llama.cpp's defaults where a tokenizer is at hand (else none)."""
@@ -166,9 +190,6 @@ def mirostat_sampler(extensions: dict[str, Any]) -> Any:
 
     mode = extensions.get("mirostat")
     if mode in (None, 0):
-        extra = [k for k in ("mirostat_tau", "mirostat_eta") if extensions.get(k) is not None]
-        if extra:
-            raise InvalidArgumentError(f"`{extra[0]}` needs `mirostat=2`")
         return None
     if isinstance(mode, bool) or mode != 2:
         raise InvalidArgumentError(f"`mirostat` has to be 0 (off) or 2 (Mirostat 2.0), but is {mode!r}")
@@ -379,6 +400,7 @@ class LogitsPipeline:
         raise ``InvalidArgumentError`` naming them.
         """
         extensions = {k: kwargs.pop(k) for k in EXTENSIONS if k in kwargs}
+        check_extensions(extensions)
         resolve_dry_breakers(extensions, kwargs.pop("tokenizer", None))
         if mirostat_sampler(extensions) is not None:
             raise InvalidArgumentError(

@@ -343,8 +343,9 @@ class TopNSigmaLogitsWarper(FastLogitsProcessor):
     standard deviation (population) of the row's finite scores. ``n``: a float > 0, or one per row. Rows with
     fewer than two finite scores are unchanged. No transformers counterpart.
 
-    The kept set does not depend on the temperature (max and sigma scale alike). Sums are in float64
-    (llama.cpp: float32): a score within rounding of the cut may be decided differently."""
+    The kept set does not depend on the temperature (max and sigma scale alike) nor on a constant added to
+    every score (the moments are taken about the row's first finite score). A score within rounding of the
+    cut may be decided differently from llama.cpp's float32 sums."""
 
     def __init__(self, n: float | Sequence[float], filter_value: float = NEG_INF):
         self.n = _floats(n, "top_n_sigma", "a finite float > 0")
@@ -369,8 +370,8 @@ class DynamicTemperatureLogitsWarper(FastLogitsProcessor):
         dynatemp_range: float | Sequence[float],
         exponent: float | Sequence[float] = 1.0,
     ):
-        self.temperature = _floats(temperature, "temperature", "a finite float > 0")
-        self.dynatemp_range = _floats(dynatemp_range, "dynatemp_range", "a finite float >= 0")
+        self.temperature = _floats(temperature, "temperature", "a float in (0, 1.7e38]")
+        self.dynatemp_range = _floats(dynatemp_range, "dynatemp_range", "a float in [0, 1.7e38]")
         self.exponent = _floats(exponent, "dynatemp_exponent", "a finite float >= 0")
         self._spec = _native.Processor.dynamic_temperature(
             self.temperature, self.dynatemp_range, self.exponent
@@ -444,8 +445,8 @@ class DRYLogitsProcessor(FastLogitsProcessor):
         sequence_breaker_ids: Sequence[int] = (),
         penalty_last_n: int = -1,
     ):
-        self.multiplier = as_float(multiplier, "dry_multiplier", "a finite float >= 0")
-        self.base = as_float(base, "dry_base", "a finite float >= 1")
+        self.multiplier = as_float(multiplier, "dry_multiplier", "a float in [0, 3.4e38]")
+        self.base = as_float(base, "dry_base", "a float in [1, 3.4e38]")
         for name, v in (("dry_allowed_length", allowed_length), ("dry_penalty_last_n", penalty_last_n)):
             if not is_int(v):
                 raise InvalidArgumentError(f"`{name}` has to be an int, but is {v!r}")

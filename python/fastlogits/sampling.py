@@ -112,13 +112,10 @@ class MirostatV2Sampler:
     (beams). The scores are not modified."""
 
     def __init__(self, tau: float = 5.0, eta: float = 0.1):
-        for name, v in (("mirostat_tau", tau), ("mirostat_eta", eta)):
-            if (
-                isinstance(v, bool)
-                or not isinstance(v, (int, float, np.number))
-                or not (0 <= float(v) < np.inf)
-            ):
-                raise _native.InvalidArgumentError(f"`{name}` has to be a finite float >= 0, but is {v!r}")
+        # float32 values (the state is float32): 2 * tau and eta must be finite in float32.
+        for name, v, hi in (("mirostat_tau", tau, 1.7e38), ("mirostat_eta", eta, 3.4e38)):
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not (0 <= float(v) <= hi):
+                raise _native.InvalidArgumentError(f"`{name}` has to be a float in [0, {hi:g}], but is {v!r}")
         self.tau, self.eta = float(tau), float(eta)
         self.mu: np.ndarray | None = None
 

@@ -372,7 +372,7 @@ class _Decoding:
             work = logits.numpy()
             history = np.ascontiguousarray(ids[:, :cur])
             if self.mirostat is not None:
-                self.chain(history, work)
+                self.chain(history, work, self.seed, step)  # (XTC, if any, draws from the same streams)
                 nxt = self.mirostat(work, seed=self.seed, step=step)
             elif cfg.do_sample:
                 # The processed scores are only kept for output_scores; otherwise `work` is scratch.

@@ -147,12 +147,14 @@ class NativeChain:
         if native:
             self.steps.append(("native", _native.Pipeline(native)))
 
-    def __call__(self, ids: np.ndarray, scores: np.ndarray) -> None:
+    def __call__(self, ids: np.ndarray, scores: np.ndarray, seed: Any = None, step: int = 0) -> None:
         """Processes ``scores`` ((B, V) float32, C-contiguous, writable) in place given ``ids`` ((B, L)
-        int64 / int32, C-contiguous). On error ``scores`` is left as it was."""
+        int64 / int32, C-contiguous). On error ``scores`` is left as it was. ``seed`` / ``step``: the
+        streams of a draw that follows (another sampler's), for processors that need randomness (XTC)."""
         _check_buffers(ids, scores)
+        stream = None if seed is None else (check_seeds(seed), check_step(step))
         with self._restore_on_error(scores):
-            self._run(ids, scores, self.steps)
+            self._run(ids, scores, self.steps, stream)
 
     def sample(
         self, ids: np.ndarray, scores: np.ndarray, seed: Any, step: int, write_scores: bool = True
@@ -164,10 +166,10 @@ class NativeChain:
         seed, step = check_seeds(seed), check_step(step)
         with self._restore_on_error(scores):
             if self.steps and self.steps[-1][0] == "native":
-                self._run(ids, scores, self.steps[:-1])
+                self._run(ids, scores, self.steps[:-1], (seed, step))
                 tokens = self.steps[-1][1].sample(ids, scores, seed, step, write_scores)
             else:
-                self._run(ids, scores, self.steps)
+                self._run(ids, scores, self.steps, (seed, step))
                 tokens = _native.sample(scores, seed, step)
         return tokens
 
@@ -183,11 +185,15 @@ class NativeChain:
             raise
 
     @staticmethod
-    def _run(ids: np.ndarray, scores: np.ndarray, steps) -> None:
+    def _run(ids: np.ndarray, scores: np.ndarray, steps, stream=None) -> None:
         ids_t = None
         for kind, step in steps:
             if kind == "native":
-                step(ids, scores)  # the buffers were checked: always taken as they are
+                # (the buffers were checked: always taken as they are)
+                if stream is None:
+                    step(ids, scores)
+                else:
+                    step(ids, scores, *stream)
             else:
                 if ids_t is None:
                     ids_t = torch.from_numpy(ids)

@@ -27,7 +27,13 @@ from typing import Any
 import torch
 
 from ..errors import InvalidArgumentError
-from ..pipeline import EXTENSIONS, check_generation_values, resolve_dry_breakers
+from ..pipeline import (
+    EXTENSIONS,
+    check_extensions,
+    check_generation_values,
+    mirostat_sampler,
+    resolve_dry_breakers,
+)
 from ._loop import _Decoding
 
 __all__ = ["generate", "stream", "decode"]
@@ -107,6 +113,8 @@ def _start(model, input_ids, attention_mask, generation_config, seed, streamer, 
         )
     # Settings transformers does not have (its generate would reject them as model inputs): the builder's.
     extensions = {k: kwargs.pop(k) for k in EXTENSIONS if k in kwargs}
+    check_extensions(extensions)
+    mirostat_sampler(extensions)  # (its settings checked before transformers prepares anything)
     resolve_dry_breakers(extensions, kwargs.get("tokenizer"))
     # The user's own processors: the native chain is built from the config with them merged in (`_Decoding`).
     decoder = _decoder(

@@ -333,15 +333,18 @@ pub struct Moments {
     pub n: usize,
     pub max: f32,
     pub min: f32,
+    /// Sum of `x - shift` (see [`finite_moments`]).
     pub sum: f64,
-    /// Sum of squares.
+    /// Sum of `(x - shift)^2`.
     pub sq: f64,
 }
 
 dispatch_fn! {
-    /// Over the finite (not `-inf`) values of `row`, in one read: their count, max, min, sum and sum of
-    /// squares ([`LANES`] f32 accumulators per block of 512, added up in f64).
-    pub fn finite_moments(row: &[f32]) -> Moments {
+    /// Over the finite (not `-inf`) values of `row`, in one read: their count, max, min, and the sum and
+    /// sum of squares of `x - shift` ([`LANES`] f32 accumulators per block of 512, added up in f64). A
+    /// `shift` among the values (say the first finite one) keeps a variance `sq / n - (sum / n)^2` free of
+    /// cancellation when the values are far from 0.
+    pub fn finite_moments(row: &[f32], shift: f32) -> Moments {
         let mut m = Moments { n: 0, max: f32::NEG_INFINITY, min: f32::INFINITY, sum: 0.0, sq: 0.0 };
         for blk in row.chunks(FLUSH) {
             // Compare-and-select and bit masks (not f32::max / branches) keep every lane an f32 vector.
@@ -357,7 +360,7 @@ dispatch_fn! {
                 for j in 0..LANES {
                     let x = ch[j];
                     let keep = 0u32.wrapping_sub((x > f32::NEG_INFINITY) as u32); // all ones if finite
-                    let v = f32::from_bits(x.to_bits() & keep);
+                    let v = f32::from_bits((x - shift).to_bits() & keep);
                     let y = f32::from_bits((x.to_bits() & keep) | (f32::INFINITY.to_bits() & !keep));
                     n[j] = n[j].wrapping_add(keep & 1);
                     mx[j] = if x > mx[j] { x } else { mx[j] };
@@ -367,11 +370,12 @@ dispatch_fn! {
                 }
             }
             for &x in tail.iter().filter(|x| **x > f32::NEG_INFINITY) {
+                let d = (x - shift) as f64;
                 m.n += 1;
                 m.max = m.max.max(x);
                 m.min = m.min.min(x);
-                m.sum += x as f64;
-                m.sq += x as f64 * x as f64;
+                m.sum += d;
+                m.sq += d * d;
             }
             for j in 0..LANES {
                 m.n += n[j] as usize;
@@ -421,5 +425,15 @@ dispatch_fn! {
             }
         }
         (ones + z, xe)
+    }
+}
+
+/// The least float32 at or above `x`: for a float32 `v`, `v as f64 >= x` iff `v >= f32_at_least(x)`.
+pub fn f32_at_least(x: f64) -> f32 {
+    let c = x as f32;
+    if (c as f64) < x {
+        c.next_up()
+    } else {
+        c
     }
 }

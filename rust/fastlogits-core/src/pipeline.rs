@@ -95,7 +95,24 @@ impl Pipeline {
         scores: &mut [f32],
         vocab: usize,
     ) -> Result<()> {
-        self.run(ids, seq_len, None, scores, vocab, None)
+        self.run(ids, seq_len, None, scores, vocab, None, None)
+    }
+
+    /// [`Pipeline::apply`] in a decoding loop that draws the tokens afterwards (with another sampler):
+    /// processors that need randomness (XTC) take the row's stream of `seeds` at `step`, as in
+    /// [`Pipeline::apply_and_sample`], instead of their own seed.
+    pub fn apply_seeded<I: TokenId>(
+        &mut self,
+        ids: &[I],
+        seq_len: usize,
+        scores: &mut [f32],
+        vocab: usize,
+        seeds: &Seeds,
+        step: u64,
+    ) -> Result<()> {
+        let batch = batch_of(scores.len(), vocab)?;
+        seeds.check(batch, "rows")?;
+        self.run(ids, seq_len, None, scores, vocab, Some((seeds, step)), None)
     }
 
     /// [`Pipeline::apply`] to a copy: `dst` receives the processed `src` (same shape), which is not
@@ -117,7 +134,7 @@ impl Pipeline {
                 src.len()
             )));
         }
-        self.run(ids, seq_len, Some(src), dst, vocab, None)
+        self.run(ids, seq_len, Some(src), dst, vocab, None, None)
     }
 
     /// [`Pipeline::apply`], then one token per row drawn from the processed scores with the row's stream of
@@ -145,7 +162,7 @@ impl Pipeline {
             return Err(Error::shape(format!("the output has {} rows but scores has {batch}", out.len())));
         }
         seeds.check(batch, "rows")?;
-        self.run(ids, seq_len, None, scores, vocab, Some((seeds, step, out, write_scores)))
+        self.run(ids, seq_len, None, scores, vocab, Some((seeds, step)), Some((out, write_scores)))
     }
 
     /// Where a call can validate rows inside the first top-k read instead of a separate pass: the
@@ -160,7 +177,10 @@ impl Pipeline {
         (t.filter == f32::NEG_INFINITY).then(|| (k, Arc::clone(t)))
     }
 
-    /// The call: `scores` is processed in place, or, with `src`, receives the processed `src`.
+    /// The call: `scores` is processed in place, or, with `src`, receives the processed `src`. `stream`: the
+    /// rows' random streams and the step (for the draw, and for processors that need randomness); `draw`:
+    /// where the drawn tokens go (it needs `stream`), and whether the processed scores are written back.
+    #[allow(clippy::too_many_arguments)]
     fn run<I: TokenId>(
         &mut self,
         ids: &[I],
@@ -168,7 +188,8 @@ impl Pipeline {
         src: Option<&[f32]>,
         scores: &mut [f32],
         vocab: usize,
-        mut draw: Option<(&Seeds, u64, &mut [i64], bool)>,
+        stream: Option<(&Seeds, u64)>,
+        mut draw: Option<(&mut [i64], bool)>,
     ) -> Result<()> {
         let batch = batch_of(scores.len(), vocab)?;
         check_ids(ids, seq_len, batch, vocab, self.uses_history)?;
@@ -193,17 +214,17 @@ impl Pipeline {
             let safe =
                 ranges.iter().enumerate().all(|(r, &range)| cannot_overflow(&self.procs, range, r, seq_len));
             if !safe {
-                return self.run_checked(ids, seq_len, src, scores, vocab, draw);
+                return self.run_checked(ids, seq_len, src, scores, vocab, stream, draw);
             }
         }
         let procs = &self.procs;
         let uses_history = self.uses_history;
         let shared = Seeds::Shared(0);
-        let (seeds, step, write) = draw.as_ref().map_or((&shared, 0, true), |d| (d.0, d.1, d.3));
-        let stream = draw.as_ref().map(|d| (d.0, d.1));
+        let (seeds, step) = stream.unwrap_or((&shared, 0));
+        let write = draw.as_ref().map_or(true, |d| d.1);
         let drawing = draw.is_some();
         let mut outs: Vec<Option<&mut i64>> = match &mut draw {
-            Some(d) => d.2.iter_mut().map(Some).collect(),
+            Some(d) => d.0.iter_mut().map(Some).collect(),
             None => Vec::new(),
         };
         outs.resize_with(batch, || None);
@@ -259,7 +280,7 @@ impl Pipeline {
                     }
                     drop(work);
                     if overflow {
-                        return self.run_checked(ids, seq_len, src, scores, vocab, draw);
+                        return self.run_checked(ids, seq_len, src, scores, vocab, stream, draw);
                     }
                     if let Some(r) = bad_input {
                         let row = row_of(src.unwrap_or(scores), r, vocab);
@@ -320,6 +341,7 @@ impl Pipeline {
     /// and the caller's buffer is written only when all of them succeeded. An overflow is reported naming
     /// the processor, the position and the value it started from. Same results as the fast path otherwise
     /// (a chain equals its processors applied one after another).
+    #[allow(clippy::too_many_arguments)]
     fn run_checked<I: TokenId>(
         &mut self,
         ids: &[I],
@@ -327,12 +349,12 @@ impl Pipeline {
         src: Option<&[f32]>,
         scores: &mut [f32],
         vocab: usize,
-        draw: Option<(&Seeds, u64, &mut [i64], bool)>,
+        stream: Option<(&Seeds, u64)>,
+        draw: Option<(&mut [i64], bool)>,
     ) -> Result<()> {
         let input = src.unwrap_or(scores);
         check_scores(input, vocab, false)?;
         let elements = input.len();
-        let stream = draw.as_ref().map(|d| (d.0, d.1));
         if self.uses_history {
             pool::for_each_mut(&mut self.rows, elements, |r, mem| {
                 mem.hist.sync(row_of(ids, r, seq_len), vocab, &mut mem.chain);
@@ -363,7 +385,7 @@ impl Pipeline {
                 )));
             }
         }
-        let Some((seeds, step, out, _)) = draw else {
+        let (Some((out, _)), Some((seeds, step))) = (draw, stream) else {
             scores.copy_from_slice(&work);
             return Ok(());
         };

@@ -18,8 +18,8 @@
 use std::cell::RefCell;
 
 use crate::kernels::{
-    count_at_least, div_inplace, entropy_sums, exp_into, exp_into_xe, finite_moments, mask_below, row_max,
-    ExpStats, Moments,
+    count_at_least, div_inplace, entropy_sums, exp_into, exp_into_xe, f32_at_least, finite_moments,
+    mask_below, row_max, ExpStats, Moments,
 };
 use crate::select::{
     boundary_by_mass, buckets_below_max, buckets_typical, collect_at_least, kth_largest, lowered, max_key,
@@ -863,20 +863,24 @@ impl Row<'_> {
 impl Row<'_> {
     /// The finite values of the row (after any pending temperature): count, max, min, sum, sum of squares.
     /// Dense rows are finished first.
+    /// The sums are of `x - shift`, `shift` the first finite value (see [`finite_moments`]).
     fn finite_moments(&mut self) -> Moments {
         if self.sparse {
+            let shift = self.s.kept.iter().find(|c| c.1 > NEG_INF).map_or(0.0, |c| c.1);
             let mut m = Moments { n: 0, max: NEG_INF, min: f32::INFINITY, sum: 0.0, sq: 0.0 };
             for &(_, x) in self.s.kept.iter().filter(|c| c.1 > NEG_INF) {
+                let d = (x - shift) as f64;
                 m.n += 1;
                 m.max = m.max.max(x);
                 m.min = m.min.min(x);
-                m.sum += x as f64;
-                m.sq += x as f64 * x as f64;
+                m.sum += d;
+                m.sq += d * d;
             }
             return m;
         }
         self.finish();
-        finite_moments(self.buf)
+        let shift = self.buf.iter().copied().find(|&x| x > NEG_INF).unwrap_or(0.0);
+        finite_moments(self.buf, shift)
     }
 
     /// Sets the values `< cut` to `filter` (dense) or drops them (sparse).
@@ -895,17 +899,17 @@ impl Row<'_> {
 
     /// Top-nσ (llama.cpp `top_n_sigma`, arXiv 2411.07641): the tokens whose value is `< max - n * sigma`
     /// get `filter`, sigma the (population) standard deviation of the row's finite values. Rows with fewer
-    /// than two finite values are unchanged. The moments are summed in f64 (llama.cpp: float), so a value
-    /// within rounding of the cut may be decided differently.
+    /// than two finite values are unchanged. The moments are of the values minus the first finite one
+    /// (float32 lanes, f64 across blocks; llama.cpp: float sums), so a value within rounding of the cut may
+    /// be decided differently, but a constant added to every score changes nothing.
     pub fn top_n_sigma(&mut self, n: f64, filter: f32) {
         let m = self.finite_moments();
         if m.n < 2 {
             return;
         }
-        let mean = m.sum / m.n as f64;
+        let mean = m.sum / m.n as f64; // (of x - shift: the variance is the same)
         let var = (m.sq / m.n as f64 - mean * mean).max(0.0);
-        let cut = (m.max as f64 - n * var.sqrt()) as f32;
-        self.keep_at_least(cut, filter);
+        self.keep_at_least(f32_at_least(m.max as f64 - n * var.sqrt()), filter);
     }
 
     /// Dynamic temperature (llama.cpp `temp_ext`): the row is divided by
@@ -971,14 +975,7 @@ impl Row<'_> {
         let s = &mut *self.s;
         s.cands.clear();
         // (x as f64 >= cut  <=>  x >= the least f32 at or above cut)
-        let cut32 = {
-            let c = cut as f32;
-            if (c as f64) < cut {
-                c.next_up()
-            } else {
-                c
-            }
-        };
+        let cut32 = f32_at_least(cut);
         if self.sparse {
             s.cands.extend(s.kept.iter().filter(|c| c.1 >= cut32));
         } else {

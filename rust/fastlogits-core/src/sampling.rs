@@ -264,7 +264,7 @@ pub fn mirostat_v2(
             let z = crate::kernels::exp_into(row, max, 1.0, &mut s.e);
             // surprise(x) <= mu  <=>  x >= max + ln Z - mu ln 2
             let cut = max as f64 + z.ln() - **m as f64 * ln2;
-            let cut32 = if ((cut as f32) as f64) < cut { (cut as f32).next_up() } else { cut as f32 };
+            let cut32 = crate::kernels::f32_at_least(cut);
             crate::select::collect_at_least(row, cut32.min(max), usize::MAX, &mut s.cands);
             if !s.cands.iter().any(|c| c.1 as f64 >= cut) {
                 // Nothing within mu: the most likely token alone (the first of equal ones).
@@ -277,7 +277,8 @@ pub fn mirostat_v2(
             let t = draw_among(&s.cands, max, seeds.uniform(r, step));
             let z_kept: f64 = s.cands.iter().map(|c| ((c.1 - max) as f64).exp()).sum();
             let p = ((row[t] - max) as f64).exp() / z_kept;
-            **m -= (eta as f64 * (-p.log2() - tau as f64)) as f32;
+            // (mu beyond +-1e30 means the same as at it: keep all / keep the most likely; never inf or NaN)
+            **m = (**m as f64 - eta as f64 * (-p.log2() - tau as f64)).clamp(-1e30, 1e30) as f32;
             **o = t as i64;
         })
     });

@@ -84,18 +84,27 @@ impl PyPipeline {
     /// `scores` is a C-contiguous writable (B, V) float32 array and `input_ids` a C-contiguous (B, L)
     /// int64/int32 array; otherwise returns False without doing anything (the caller converts). On error
     /// `scores` is unchanged.
+    ///
+    /// `seed` / `step`: in a loop that draws afterwards with another sampler, the draw's streams, which
+    /// processors that need randomness (XTC) then use (as in `sample`).
+    #[pyo3(signature = (input_ids, scores, seed = None, step = 0))]
     fn __call__(
         &self,
         py: Python<'_>,
         input_ids: &Bound<'_, PyAny>,
         scores: &Bound<'_, PyAny>,
+        seed: Option<&Bound<'_, PyAny>>,
+        step: u64,
     ) -> PyResult<bool> {
+        let seeds = seed.map(|s| seeds_of(py, s)).transpose()?;
         let (Some(ids), Some(mut s)) = (accept_ids(input_ids), accept_scores_rw(py, scores)?) else {
             return Ok(false);
         };
-        with_inputs(py, &ids, &mut s, |ids, l, buf, v| match ids {
-            IdsRef::I64(ids) => self.with(py, |p| p.apply(ids, l, buf, v)),
-            IdsRef::I32(ids) => self.with(py, |p| p.apply(ids, l, buf, v)),
+        with_inputs(py, &ids, &mut s, |ids, l, buf, v| match (ids, &seeds) {
+            (IdsRef::I64(ids), None) => self.with(py, |p| p.apply(ids, l, buf, v)),
+            (IdsRef::I32(ids), None) => self.with(py, |p| p.apply(ids, l, buf, v)),
+            (IdsRef::I64(ids), Some(k)) => self.with(py, |p| p.apply_seeded(ids, l, buf, v, k, step)),
+            (IdsRef::I32(ids), Some(k)) => self.with(py, |p| p.apply_seeded(ids, l, buf, v, k, step)),
         })?;
         Ok(true)
     }

@@ -235,13 +235,14 @@ impl Processor {
         breakers: &[i64],
         penalty_last_n: i64,
     ) -> Result<Self> {
-        if !(multiplier.is_finite() && multiplier >= 0.0) {
+        let f32_max = f32::MAX as f64;
+        if !(0.0..=f32_max).contains(&multiplier) {
             return Err(Error::param(format!(
-                "`dry_multiplier` has to be a finite float >= 0, but is {multiplier}"
+                "`dry_multiplier` has to be a float in [0, 3.4e38], but is {multiplier}"
             )));
         }
-        if !(base.is_finite() && base >= 1.0) {
-            return Err(Error::param(format!("`dry_base` has to be a finite float >= 1, but is {base}")));
+        if !(1.0..=f32_max).contains(&base) {
+            return Err(Error::param(format!("`dry_base` has to be a float in [1, 3.4e38], but is {base}")));
         }
         let allowed_length = usize::try_from(allowed_length).ok().filter(|&n| n >= 1).ok_or_else(|| {
             Error::param(format!("`dry_allowed_length` has to be an integer >= 1, but is {allowed_length}"))

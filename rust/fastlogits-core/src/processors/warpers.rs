@@ -275,9 +275,16 @@ impl Processor {
                 }
             }
         };
-        let t = t.try_map("temperature", finite("temperature", "a finite float > 0", |v| v > 0.0))?;
-        let range =
-            range.try_map("dynatemp_range", finite("dynatemp_range", "a finite float >= 0", |v| v >= 0.0))?;
+        // Both ends of the range must stay float32 temperatures (what the scores are divided by).
+        const HALF_MAX: f64 = f32::MAX as f64 / 2.0;
+        let t = t.try_map(
+            "temperature",
+            finite("temperature", "a float in (0, 1.7e38]", |v| v > 0.0 && v <= HALF_MAX),
+        )?;
+        let range = range.try_map(
+            "dynatemp_range",
+            finite("dynatemp_range", "a float in [0, 1.7e38]", |v| (0.0..=HALF_MAX).contains(&v)),
+        )?;
         let exponent = exponent
             .try_map("dynatemp_exponent", finite("dynatemp_exponent", "a finite float >= 0", |v| v >= 0.0))?;
         Ok(DynamicTemperature { t, range, exponent }.into())
