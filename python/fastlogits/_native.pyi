@@ -20,6 +20,7 @@ __all__ = [
     "BeamSearch",
     "sample",
     "greedy",
+    "mirostat_v2",
     "log_softmax",
     "top_logprobs",
     "set_num_threads",

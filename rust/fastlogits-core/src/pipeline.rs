@@ -221,7 +221,7 @@ impl Pipeline {
         let uses_history = self.uses_history;
         let shared = Seeds::Shared(0);
         let (seeds, step) = stream.unwrap_or((&shared, 0));
-        let write = draw.as_ref().map_or(true, |d| d.1);
+        let write = draw.as_ref().is_none_or(|d| d.1);
         let drawing = draw.is_some();
         let mut outs: Vec<Option<&mut i64>> = match &mut draw {
             Some(d) => d.0.iter_mut().map(Some).collect(),
