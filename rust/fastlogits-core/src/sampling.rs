@@ -274,9 +274,21 @@ pub fn mirostat_v2(
             } else {
                 s.cands.retain(|c| c.1 as f64 >= cut);
             }
-            let t = draw_among(&s.cands, max, seeds.uniform(r, step));
-            let z_kept: f64 = s.cands.iter().map(|c| ((c.1 - max) as f64).exp()).sum();
-            let p = ((row[t] - max) as f64).exp() / z_kept;
+            // The draw among the kept tokens, by inverse CDF over their weights exp(x - max) (in `s.e`).
+            let weight = |i: u32| s.e.get(i as usize).copied().unwrap_or(0.0) as f64;
+            let z_kept: f64 = s.cands.iter().map(|c| weight(c.0)).sum();
+            let target = seeds.uniform(r, step) * z_kept;
+            let mut cum = 0.0f64;
+            let t = s
+                .cands
+                .iter()
+                .find(|c| {
+                    cum += weight(c.0);
+                    cum > target
+                })
+                .or_else(|| s.cands.iter().rev().find(|c| weight(c.0) > 0.0))
+                .map_or(s.cands[0].0, |c| c.0) as usize;
+            let p = weight(t as u32) / z_kept;
             // (mu beyond +-1e30 means the same as at it: keep all / keep the most likely; never inf or NaN)
             **m = (**m as f64 - eta as f64 * (-p.log2() - tau as f64)).clamp(-1e30, 1e30) as f32;
             **o = t as i64;
