@@ -389,7 +389,8 @@ class XTCLogitsWarper(FastLogitsProcessor):
     **Whether it applies** is drawn from the row's random stream, so it is reproducible: in a call that
     also draws the tokens (``LogitsPipeline.sample``, ``fastlogits.generate``), from the draw's stream at
     that step (its per-row keys included: a row decides the same wherever it sits in the batch); in a plain
-    call, from ``(seed, row, history length)`` (``seed=None``: a fresh random seed). Among tokens tied at the
+    call, from ``(seed, row, history length)`` (``seed=None``: a fresh random seed), so a plain call needs
+    ``input_ids`` (their length is the step). Among tokens tied at the
     least qualifying probability, the one with the highest id is kept (llama.cpp's sort leaves it open)."""
 
     def __init__(
