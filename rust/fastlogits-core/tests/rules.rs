@@ -179,3 +179,63 @@ proptest! {
         }
     }
 }
+
+// -- the samplers transformers lacks (llama.cpp's definitions) -------------------------------------------
+
+#[test]
+fn top_n_sigma_keeps_scores_within_n_sigma_of_the_max() {
+    // finite 1, 2, 3 (mean 2, population sigma sqrt(2/3) = 0.816): n = 1 cuts at 2.18, n = 2 at 1.37.
+    let row = [1.0f32, 2.0, 3.0, NEG_INF];
+    let one = run(Processor::top_n_sigma(1.0.into(), NEG_INF).unwrap(), &[], 0, &row);
+    assert_eq!(kept(&one), [false, false, true, false]);
+    let two = run(Processor::top_n_sigma(2.0.into(), NEG_INF).unwrap(), &[], 0, &row);
+    assert_eq!(kept(&two), [false, true, true, false]);
+    // A constant added to every score changes nothing.
+    let far: Vec<f32> = row.iter().map(|x| x + 30_000.0).collect();
+    let moved = run(Processor::top_n_sigma(2.0.into(), NEG_INF).unwrap(), &[], 0, &far);
+    assert_eq!(kept(&moved), kept(&two));
+    assert!(Processor::top_n_sigma(0.0.into(), NEG_INF).is_err());
+}
+
+#[test]
+fn dynamic_temperature_follows_the_normalized_entropy() {
+    let row = [0.5f32, -1.0, 2.0, 0.0];
+    let pr = probs(&row);
+    let h: f64 = -pr.iter().map(|p| p * p.ln()).sum::<f64>();
+    let (t, r, e) = (1.0, 0.5, 2.0);
+    let dyn_t = (t - r) + 2.0 * r * (h / 4f64.ln()).powf(e);
+    let out = run(Processor::dynamic_temperature(t.into(), r.into(), e.into()).unwrap(), &[], 0, &row);
+    for (o, x) in out.iter().zip(row) {
+        assert!(((*o as f64) - x as f64 / dyn_t).abs() < 1e-5, "{o} vs {}", x as f64 / dyn_t);
+    }
+    // range 0: the plain temperature.
+    let plain =
+        run(Processor::dynamic_temperature(0.7.into(), 0.0.into(), 1.0.into()).unwrap(), &[], 0, &row);
+    assert_eq!(plain, run(Processor::temperature(0.7.into()).unwrap(), &[], 0, &row));
+}
+
+#[test]
+fn xtc_removes_all_top_choices_but_the_least_likely() {
+    // p ~ 0.47, 0.29, 0.17, 0.06: threshold 0.15 qualifies the first three; the third stays.
+    let row = [2.0f32, 1.5, 1.0, 0.0];
+    let out = run(Processor::xtc(0.15.into(), 1.0.into(), 1, 0).unwrap(), &[], 0, &row);
+    assert_eq!(kept(&out), [false, false, true, true]);
+    // Fewer than two qualify, or min_keep not left: unchanged.
+    assert_eq!(run(Processor::xtc(0.4.into(), 1.0.into(), 1, 0).unwrap(), &[], 0, &row), row);
+    assert_eq!(run(Processor::xtc(0.15.into(), 1.0.into(), 3, 0).unwrap(), &[], 0, &row), row);
+    // Probability 0: never.
+    assert_eq!(run(Processor::xtc(0.15.into(), 0.0.into(), 1, 0).unwrap(), &[], 0, &row), row);
+}
+
+#[test]
+fn dry_penalizes_the_token_that_would_extend_a_repeat() {
+    // llama.cpp's example: a b c c b c y a b c. "a b c" repeats (3) before c, "b c" (2) before y.
+    let hist = [0i64, 1, 2, 2, 1, 2, 3, 0, 1, 2];
+    let out = run(Processor::dry(1.0, 2.0, 2, &[], -1).unwrap(), &hist, hist.len(), &[0.0; 5]);
+    assert_eq!(out, [0.0, 0.0, -2.0, -1.0, 0.0]);
+    // The window: only the last 4 tokens (y a b c) count: no repeat of length 2.
+    let out = run(Processor::dry(1.0, 2.0, 2, &[], 4).unwrap(), &hist, hist.len(), &[0.0; 5]);
+    assert_eq!(out, [0.0; 5]);
+    assert!(Processor::dry(1.0, 0.5, 2, &[], -1).is_err());
+    assert!(Processor::dry(1.0, 2.0, 0, &[], -1).is_err());
+}
