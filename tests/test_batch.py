@@ -16,7 +16,7 @@ from fastlogits import batch
 from fastlogits.cli import main
 from fastlogits.gpt2 import GPT2
 from fastlogits.sampling import stream_key
-from test_cli import _env, assert_one_line_error, cli, tiny_checkpoint  # noqa: F401
+from test_cli import _env, assert_one_line_error, cli  # noqa: F401
 
 PROMPTS = [
     "The history of the Roman Empire",

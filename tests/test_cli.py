@@ -95,19 +95,6 @@ def assert_one_line_error(p: Result | subprocess.CompletedProcess, *needles: str
         assert n in lines[0], lines[0]
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> str:
-    """A GPT-2 checkpoint directory with GPT-2's vocabulary, n_positions = 64 and a tiny body."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=50257, n_positions=64, n_embd=16, n_layer=1, n_head=2)
-    path = tmp_path_factory.mktemp("tiny-gpt2")
-    GPT2LMHeadModel(cfg).save_pretrained(path)
-    return str(path)
-
-
 def test_help_on_every_command(cli):
     top = run("--help")  # the entry point, in a subprocess
     assert top.returncode == 0 and "generate" in top.stdout and "tune" in top.stdout

@@ -17,7 +17,7 @@ import torch  # noqa: E402
 from fastlogits import evaluate as ev  # noqa: E402
 from fastlogits.gpt2 import GPT2  # noqa: E402
 from rouge_score import rouge_scorer  # noqa: E402
-from test_cli import assert_one_line_error, cli, tiny_checkpoint  # noqa: E402, F401
+from test_cli import assert_one_line_error, cli  # noqa: E402, F401
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog and then runs into the forest where it finds a small river.",

@@ -24,16 +24,9 @@ GEN = {"max_new_tokens": 8, "do_sample": True, "top_k": 20, "temperature": 0.9}
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> str:
-    """A GPT-2 checkpoint directory (GPT-2's vocabulary, a tiny body) that the actors load by path."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=50257, n_positions=64, n_embd=16, n_layer=1, n_head=2)
-    path = tmp_path_factory.mktemp("tiny-gpt2-ray")
-    GPT2LMHeadModel(cfg).save_pretrained(path)
-    return str(path)
+def checkpoint(tiny_checkpoint) -> str:
+    """The tiny GPT-2 checkpoint (conftest), which the actors load by path."""
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -488,19 +488,13 @@ def test_generate_with_mirostat():
         fl.LogitsPipeline.from_generation_config(do_sample=True, mirostat=2)
 
 
-def test_cli_flags_of_the_new_samplers(tmp_path):
+def test_cli_flags_of_the_new_samplers(tiny_checkpoint):
     """The CLI passes --top-h / --top-n-sigma / --dynatemp-* / --xtc-* / --mirostat* to generate (a tiny
     checkpoint): same seed, same text; an out-of-range flag is one line naming it."""
     import subprocess
     import sys
 
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    GPT2LMHeadModel(
-        GPT2Config(vocab_size=50257, n_positions=64, n_embd=16, n_layer=1, n_head=2)
-    ).save_pretrained(tmp_path)
-    flags = ["--model", str(tmp_path), "--max-new-tokens", "6", "--do-sample", "--seed", "5", "--top-h", "0.9",
+    flags = ["--model", tiny_checkpoint, "--max-new-tokens", "6", "--do-sample", "--seed", "5", "--top-h", "0.9",
              "--top-n-sigma", "2", "--dynatemp-range", "0.3", "--xtc-probability", "0.5", "--mirostat", "2",
              "--mirostat-tau", "4"]  # fmt: skip
     cmd = [sys.executable, "-m", "fastlogits", "generate", "Hello there", *flags]
@@ -509,7 +503,7 @@ def test_cli_flags_of_the_new_samplers(tmp_path):
     assert a.returncode == 0, a.stderr
     assert a.stdout == b.stdout and a.stdout.startswith("Hello there")
     bad = subprocess.run(
-        [*cmd[:5], "--model", str(tmp_path), "--top-n-sigma", "-1"], capture_output=True, text=True
+        [*cmd[:5], "--model", tiny_checkpoint, "--top-n-sigma", "-1"], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "--top-n-sigma" in bad.stderr and "Traceback" not in bad.stderr
 

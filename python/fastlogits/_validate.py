@@ -130,6 +130,14 @@ def check_seeds(seed: Any) -> int | np.ndarray:
     back as a C-contiguous uint64 array (their number is checked against the rows natively)."""
     if seed is None or is_int(seed):
         return check_seed(seed)
+    if (
+        isinstance(seed, np.ndarray)
+        and seed.dtype == np.uint64
+        and seed.ndim == 1
+        and len(seed)
+        and seed.flags.c_contiguous
+    ):
+        return seed  # already what this gives back (a decoding loop passes the same keys at every step)
     if is_torch(seed):
         seed = seed.detach().cpu().numpy()
     if isinstance(seed, (str, bytes, float)) or not hasattr(seed, "__len__"):

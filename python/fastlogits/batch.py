@@ -529,9 +529,9 @@ def generate_file(
     check_output(input_path, output)
     examples, skipped = read_examples(input_path, field=field, id_field=id_field, skip_invalid=skip_invalid)
     if lm is None:
-        from .gpt2 import GPT2
+        from .gpt2 import ModelSpec
 
-        lm = GPT2.load(model, tokenizer=tokenizer, random_weights=random_weights, device=device, dtype=dtype)
+        lm = ModelSpec(model, random_weights, tokenizer, device, dtype).load()
     examples, too_long = fit_examples(
         examples,
         lm.tokenizer,

@@ -15,7 +15,6 @@ import itertools
 import math
 import os
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -675,22 +674,6 @@ def cmd_perplexity(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(done: int, total: int, t0: float) -> None:
-    if not sys.stderr.isatty() and done not in (total,) and done % max(1, total // 10):
-        return
-    width = 30
-    filled = round(width * done / total)
-    rate = done / max(time.perf_counter() - t0, 1e-9)
-    eta = (total - done) / rate if rate > 0 else 0
-    end = "\n" if done == total else "\r"
-    print(
-        f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} cells, eta {eta:5.0f}s",
-        end=end,
-        file=sys.stderr,
-        flush=True,
-    )
-
-
 def cmd_tune(args: argparse.Namespace) -> int:
     """Grid search: each cell's continuations are scored by their perplexity; the best cell is the one
     whose mean perplexity is closest (in log space) to the validation text's: text as predictable as human
@@ -698,6 +681,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     FILE.jsonl instead of PROMPT / --validation: each cell is evaluated on the reference texts (see
     `fastlogits evaluate`) and the cells are ranked by --metric."""
     import numpy as np
+
+    from ._progress import Progress
 
     kw = _gen_kwargs(args)
     for grid_key in ("top_k", "top_p", "temperature"):  # the grid's lists, not single values
@@ -733,17 +718,21 @@ def cmd_tune(args: argparse.Namespace) -> int:
     cells = list(itertools.product(args.top_k, args.top_p, args.temperature))
     seed0 = 0 if args.seed is None else args.seed
     results = []
-    t0 = time.perf_counter()
-    for i, (k, p, t) in enumerate(cells):
-        ppls = []
-        # One batched call per cell: `repeats` rows, independent seeded streams.
-        texts = lm.generate([args.prompt] * repeats, seed=seed0 + i, top_k=k, top_p=p, temperature=t, **kw)
-        for text in texts:
-            full = args.prompt + text
-            ppls.append(lm.perplexity(full) if len(lm.tokenizer(full)["input_ids"]) >= 2 else float("nan"))
-        ppls = np.array(ppls)
-        results.append((k, p, t, float(np.nanmean(ppls)), float(np.nanstd(ppls))))
-        _progress(i + 1, len(cells), t0)
+    with Progress(len(cells), unit="cells", quiet=args.quiet, desc="grid") as bar:
+        for i, (k, p, t) in enumerate(cells):
+            ppls = []
+            # One batched call per cell: `repeats` rows, independent seeded streams.
+            texts = lm.generate(
+                [args.prompt] * repeats, seed=seed0 + i, top_k=k, top_p=p, temperature=t, **kw
+            )
+            for text in texts:
+                full = args.prompt + text
+                ppls.append(
+                    lm.perplexity(full) if len(lm.tokenizer(full)["input_ids"]) >= 2 else float("nan")
+                )
+            ppls = np.array(ppls)
+            results.append((k, p, t, float(np.nanmean(ppls)), float(np.nanstd(ppls))))
+            bar.update(1)
     print(f"validation text perplexity: {target:.3f}")
     print(f"{'top_k':>5} {'top_p':>5} {'temp':>5}  {'perplexity (mean ± sd)':>24}  {'|log ratio|':>11}")
     scored = sorted(results, key=lambda r: abs(math.log(r[3] / target)))

@@ -419,9 +419,9 @@ def evaluate_file(
         input_path, field=field, id_field=id_field, prompt_words=prompt_words, skip_invalid=skip_invalid
     )
     if lm is None:
-        from .gpt2 import GPT2
+        from .gpt2 import ModelSpec
 
-        lm = GPT2.load(model, tokenizer=tokenizer, random_weights=random_weights, device=device, dtype=dtype)
+        lm = ModelSpec(model, random_weights, tokenizer, device, dtype).load()
     examples, too_long = fit_references(
         examples,
         lm.tokenizer,
@@ -431,7 +431,7 @@ def evaluate_file(
         skip_invalid=skip_invalid,
     )
     report = evaluate_examples(
-        lm, examples, seed=seed, batch_size=batch_size, stride=stride, progress=progress, **gen
+        lm, examples, seed=seed, batch_size=batch_size, stride=stride, progress=progress, engine=engine, **gen
     )
     report.metrics["skipped_invalid"] = skipped + too_long
     report.settings.update(

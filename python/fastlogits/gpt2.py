@@ -370,7 +370,7 @@ class ModelSpec:
 
     def __post_init__(self):
         if not self.random_weights and not self.name_or_path:
-            raise InvalidArgumentError("no model: give a name or path, or random_weights=True")
+            raise ModelLoadError("no model: give a name or path, or random_weights=True")
         if self.tokenizer is None:
             # The driver's choice, not whatever the workers' environments say.
             object.__setattr__(self, "tokenizer", os.environ.get(TOKENIZER_ENV) or None)

@@ -503,8 +503,15 @@ class _Settings:
     def __getitem__(self, name: str) -> Any:
         return self.cfg.get(name)
 
-    def ext(self, name: str) -> Any:
-        return self.extensions.get(name)
+    def ext(self, name: str, default: Any = None) -> Any:
+        """A fastlogits setting (``default`` when unset)."""
+        value = self.extensions.get(name)
+        return default if value is None else value
+
+    def ext_on(self, name: str) -> bool:
+        """A fastlogits switch set to something other than 0 (a per-row list counts as on)."""
+        value = self.extensions.get(name)
+        return value is not None and (per_row(value, name) is not None or value != 0)
 
     def count(self, name: str) -> int:
         """An integer setting, 0 when unset."""
@@ -578,13 +585,13 @@ _PROCESSOR_RULES: tuple[_Rule, ...] = (
     # DRY with the penalties (llama.cpp's chain: penalties, then dry).
     _Rule(
         DRYLogitsProcessor,
-        lambda s: s.ext("dry_multiplier") not in (None, 0, 0.0),
+        lambda s: s.ext_on("dry_multiplier"),
         lambda s: dict(
             multiplier=s.ext("dry_multiplier"),
-            base=1.75 if s.ext("dry_base") is None else s.ext("dry_base"),
-            allowed_length=2 if s.ext("dry_allowed_length") is None else s.ext("dry_allowed_length"),
-            sequence_breaker_ids=s.ext("dry_sequence_breakers") or (),
-            penalty_last_n=-1 if s.ext("dry_penalty_last_n") is None else s.ext("dry_penalty_last_n"),
+            base=s.ext("dry_base", 1.75),
+            allowed_length=s.ext("dry_allowed_length", 2),
+            sequence_breaker_ids=s.ext("dry_sequence_breakers", ()),
+            penalty_last_n=s.ext("dry_penalty_last_n", -1),
         ),
     ),
     _Rule(
@@ -642,11 +649,6 @@ _PROCESSOR_RULES: tuple[_Rule, ...] = (
 )
 
 
-def _dynatemp_on(s: _Settings) -> bool:
-    r = s.ext("dynatemp_range")
-    return r is not None and (per_row(r, "dynatemp_range") is not None or r != 0)
-
-
 # The warpers fastlogits adds go where the issue's documented order puts them (ARCHITECTURE.md): dynamic
 # temperature replaces the temperature (first: the scale every later warper sees); top-nσ right after top-h,
 # before the truncations (its sigma is over the whole row's finite scores, as llama.cpp applies it before top-k).
@@ -654,16 +656,16 @@ _WARPER_RULES: tuple[_Rule, ...] = (
     # An int temperature other than 1 is rejected by the processor, as `generate` rejects it.
     _Rule(
         TemperatureLogitsWarper,
-        lambda s: s.not_one("temperature") and not _dynatemp_on(s),
+        lambda s: s.not_one("temperature") and not s.ext_on("dynatemp_range"),
         lambda s: dict(temperature=s["temperature"]),
     ),
     _Rule(
         DynamicTemperatureLogitsWarper,
-        _dynatemp_on,
+        lambda s: s.ext_on("dynatemp_range"),
         lambda s: dict(
             temperature=1.0 if s["temperature"] is None else s["temperature"],
             dynatemp_range=s.ext("dynatemp_range"),
-            exponent=1.0 if s.ext("dynatemp_exponent") is None else s.ext("dynatemp_exponent"),
+            exponent=s.ext("dynatemp_exponent", 1.0),
         ),
     ),
     _Rule(
@@ -710,15 +712,9 @@ _WARPER_RULES: tuple[_Rule, ...] = (
     # draws come from the sampler's streams (a call without a draw, e.g. beam search's: seed 0).
     _Rule(
         XTCLogitsWarper,
-        lambda s: (
-            s.ext("xtc_probability") is not None
-            and (
-                per_row(s.ext("xtc_probability"), "xtc_probability") is not None
-                or s.ext("xtc_probability") != 0
-            )
-        ),
+        lambda s: s.ext_on("xtc_probability"),
         lambda s: dict(
-            threshold=0.1 if s.ext("xtc_threshold") is None else s.ext("xtc_threshold"),
+            threshold=s.ext("xtc_threshold", 0.1),
             probability=s.ext("xtc_probability"),
             min_tokens_to_keep=s.min_keep(),
             seed=0,

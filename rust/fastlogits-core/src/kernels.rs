@@ -339,13 +339,30 @@ pub struct Moments {
     pub sq: f64,
 }
 
+impl Moments {
+    /// No values yet.
+    pub const EMPTY: Moments =
+        Moments { n: 0, max: f32::NEG_INFINITY, min: f32::INFINITY, sum: 0.0, sq: 0.0 };
+
+    /// Adds one finite value `x` (the sums are of `x - shift`).
+    #[inline]
+    pub fn add(&mut self, x: f32, shift: f32) {
+        let d = (x - shift) as f64;
+        self.n += 1;
+        self.max = self.max.max(x);
+        self.min = self.min.min(x);
+        self.sum += d;
+        self.sq += d * d;
+    }
+}
+
 dispatch_fn! {
     /// Over the finite (not `-inf`) values of `row`, in one read: their count, max, min, and the sum and
     /// sum of squares of `x - shift` ([`LANES`] f32 accumulators per block of 512, added up in f64). A
     /// `shift` among the values (say the first finite one) keeps a variance `sq / n - (sum / n)^2` free of
     /// cancellation when the values are far from 0.
     pub fn finite_moments(row: &[f32], shift: f32) -> Moments {
-        let mut m = Moments { n: 0, max: f32::NEG_INFINITY, min: f32::INFINITY, sum: 0.0, sq: 0.0 };
+        let mut m = Moments::EMPTY;
         for blk in row.chunks(FLUSH) {
             // Compare-and-select and bit masks (not f32::max / branches) keep every lane an f32 vector.
             let mut n = [0u32; LANES];
@@ -370,12 +387,7 @@ dispatch_fn! {
                 }
             }
             for &x in tail.iter().filter(|x| **x > f32::NEG_INFINITY) {
-                let d = (x - shift) as f64;
-                m.n += 1;
-                m.max = m.max.max(x);
-                m.min = m.min.min(x);
-                m.sum += d;
-                m.sq += d * d;
+                m.add(x, shift);
             }
             for j in 0..LANES {
                 m.n += n[j] as usize;

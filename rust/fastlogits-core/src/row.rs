@@ -827,15 +827,17 @@ impl Row<'_> {
         let max = s.cands[0].1;
         // As transformers computes it in float32: p = softmax(top logits), H = -sum (x - logsumexp) * p,
         // the terms -p * ln p and their running sum (torch accumulates cumsum in double on the CPU).
-        let e: Vec<f32> = s.cands.iter().map(|c| (c.1 - max).exp()).collect();
-        let sum = e.iter().map(|&x| x as f64).sum::<f64>() as f32;
+        // The probabilities, in the scratch buffer (at most 100: no allocation per row).
+        s.e.clear();
+        s.e.extend(s.cands.iter().map(|c| (c.1 - max).exp()));
+        let sum = s.e.iter().map(|&x| x as f64).sum::<f64>() as f32;
         let lse = max + sum.ln();
-        let p: Vec<f32> = e.iter().map(|&x| x / sum).collect();
-        let entropy = -s.cands.iter().zip(&p).map(|(c, &p)| ((c.1 - lse) * p) as f64).sum::<f64>() as f32;
+        s.e.iter_mut().for_each(|x| *x /= sum);
+        let entropy = -s.cands.iter().zip(&s.e).map(|(c, &p)| ((c.1 - lse) * p) as f64).sum::<f64>() as f32;
         let tau = entropy * top_h as f32;
         let mut cum = 0.0f64;
         let mut keep = 1;
-        for (i, &p) in p.iter().enumerate() {
+        for (i, &p) in s.e.iter().enumerate() {
             if p == 0.0 {
                 break; // 0 * ln 0 is NaN in transformers' cumulative sum: nothing from here on is kept
             }
@@ -867,14 +869,9 @@ impl Row<'_> {
     fn finite_moments(&mut self) -> Moments {
         if self.sparse {
             let shift = self.s.kept.iter().find(|c| c.1 > NEG_INF).map_or(0.0, |c| c.1);
-            let mut m = Moments { n: 0, max: NEG_INF, min: f32::INFINITY, sum: 0.0, sq: 0.0 };
+            let mut m = Moments::EMPTY;
             for &(_, x) in self.s.kept.iter().filter(|c| c.1 > NEG_INF) {
-                let d = (x - shift) as f64;
-                m.n += 1;
-                m.max = m.max.max(x);
-                m.min = m.min.min(x);
-                m.sum += d;
-                m.sq += d * d;
+                m.add(x, shift);
             }
             return m;
         }
